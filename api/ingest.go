@@ -1,0 +1,130 @@
+package api
+
+import (
+	"compress/gzip"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/stele-log/stele"
+)
+
+// receiptJSON is one acknowledged event in a 201 response.
+type receiptJSON struct {
+	ID       string `json:"id"`
+	Seq      int64  `json:"seq"`
+	LeafHash string `json:"leaf_hash"`
+	Replayed bool   `json:"replayed,omitempty"`
+}
+
+type ingestResponse struct {
+	Events []receiptJSON `json:"events"`
+	// Checkpoint, with ?wait=checkpoint, is a signed checkpoint covering
+	// every event of the response.
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// postEvents is POST /v1/events: one event, {"events":[...]}, or NDJSON.
+// It answers 201 only once every event is durably in the log.
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	wait := r.URL.Query().Get("wait")
+	if wait != "" && wait != "checkpoint" {
+		return stele.FieldError("wait", "must be checkpoint or absent")
+	}
+	for name := range r.URL.Query() {
+		if name != "wait" {
+			return stele.FieldError(name, "unknown query parameter")
+		}
+	}
+	format, err := inputFormat(r)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r, stele.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	drafts, err := stele.ParseEvents(body, format, s.now())
+	if err != nil {
+		return err
+	}
+	receipts, err := s.seq.Append(r.Context(), p.Workspace, drafts, stele.Emitter{Workspace: p.Workspace, KeyID: p.KeyID, IP: p.IP})
+	if err != nil {
+		return err
+	}
+	resp := ingestResponse{Events: make([]receiptJSON, len(receipts))}
+	var size int64
+	for i, rc := range receipts {
+		resp.Events[i] = receiptJSON{ID: rc.ID, Seq: rc.Seq, LeafHash: rc.LeafHash.String(), Replayed: rc.Replayed}
+		size = max(size, rc.Seq+1)
+	}
+	if wait == "checkpoint" {
+		cp, err := s.cps.Wait(r.Context(), p.Workspace, size)
+		if err != nil {
+			return &stele.Error{Kind: stele.KindUnavailable, Message: "the events are durably logged (retrying with the same ids is safe) but no checkpoint covered them in time", Err: err}
+		}
+		resp.Checkpoint = string(cp.Note)
+	}
+	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// inputFormat maps the Content-Type to an input format.
+func inputFormat(r *http.Request) (string, error) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil {
+		return "", &stele.Error{Kind: stele.KindUnsupported, Message: "Content-Type must be application/json or application/x-ndjson"}
+	}
+	switch mt {
+	case "application/json":
+		return stele.FormatJSON, nil
+	case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines":
+		return stele.FormatNDJSON, nil
+	}
+	return "", &stele.Error{Kind: stele.KindUnsupported, Message: "Content-Type must be application/json or application/x-ndjson, not " + mt}
+}
+
+// readBody reads the request body, gunzipping it when Content-Encoding says
+// so, and refuses with 413 as soon as more than limit bytes arrive — whether
+// the body announced its length or not, and whatever it decompresses to.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	var src io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			return nil, bodyError(err, limit, "the body is not valid gzip")
+		}
+		defer zr.Close()
+		src = zr
+	default:
+		return nil, &stele.Error{Kind: stele.KindUnsupported, Message: "Content-Encoding must be gzip or identity, not " + enc}
+	}
+	body, err := io.ReadAll(io.LimitReader(src, limit+1))
+	if err != nil {
+		return nil, bodyError(err, limit, "couldn't read the body")
+	}
+	if int64(len(body)) > limit {
+		return nil, tooLarge(limit)
+	}
+	return body, nil
+}
+
+func bodyError(err error, limit int64, msg string) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return tooLarge(limit)
+	}
+	return stele.Errorf(stele.KindInvalid, "%s", msg)
+}
+
+func tooLarge(limit int64) error {
+	return stele.Errorf(stele.KindTooLarge, "the request body exceeds %d bytes", limit)
+}

@@ -1,0 +1,338 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/export"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Page sizes of GET /v1/events.
+const (
+	defaultLimit = 50
+	maxLimit     = 1000
+)
+
+// readQuery is a parsed read request: filters plus the parameters of its
+// endpoint.
+type readQuery struct {
+	filter stele.Filter
+	order  stele.Order
+	values url.Values // the filter parameters as sent, for the access event
+}
+
+// parseRead parses the filter parameters and order, rejecting any parameter
+// not in extra.
+func (s *Server) parseRead(r *http.Request, extra ...string) (readQuery, url.Values, error) {
+	values, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return readQuery{}, nil, stele.FieldError("", "malformed query string")
+	}
+	known := append(stele.FilterParams(), "order")
+	for name, vs := range values {
+		if !slices.Contains(known, name) && !slices.Contains(extra, name) {
+			return readQuery{}, nil, stele.FieldError(name, "unknown query parameter")
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return readQuery{}, nil, stele.FieldError(name, "must be valid UTF-8")
+			}
+		}
+	}
+	q := readQuery{values: url.Values{}}
+	if q.filter, err = stele.ParseFilter(values, s.now()); err != nil {
+		return readQuery{}, nil, err
+	}
+	switch values.Get("order") {
+	case "", "desc":
+		q.order = stele.NewestFirst
+	case "asc":
+		q.order = stele.OldestFirst
+	default:
+		return readQuery{}, nil, stele.FieldError("order", "must be desc (newest first) or asc")
+	}
+	for _, name := range stele.FilterParams() {
+		if v, ok := values[name]; ok {
+			q.values[name] = v
+		}
+	}
+	return q, values, nil
+}
+
+// digest identifies a query for its cursors.
+func (q *readQuery) digest(ws string) string {
+	h := sha256.Sum256([]byte(ws + "\x00" + q.values.Encode() + "\x00" + strconv.Itoa(int(q.order))))
+	return base64.RawURLEncoding.EncodeToString(h[:12])
+}
+
+// filters returns the filter parameters for an access event's context.
+func (q *readQuery) filters() map[string]string {
+	out := map[string]string{}
+	for k, v := range q.values {
+		out[k] = v[0]
+	}
+	return out
+}
+
+type listResponse struct {
+	Events     []json.RawMessage `json:"events"`
+	NextCursor string            `json:"next_cursor,omitempty"`
+}
+
+// listEvents is GET /v1/events: one page of matching events.
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	q, values, err := s.parseRead(r, "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	limit := defaultLimit
+	if v := values.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			return stele.FieldError("limit", "must be an integer from 1 to %d", maxLimit)
+		}
+		limit = n
+	}
+	query := stele.Query{Filter: q.filter, Order: q.order, Limit: limit}
+	digest := q.digest(p.Workspace)
+	continued := values.Has("cursor")
+	if continued {
+		cur, ok := s.cursors.decode(values.Get("cursor"))
+		if !ok || cur.Query != digest || cur.Order != q.order {
+			return stele.FieldError("cursor", "is not a cursor of this query (it must come from next_cursor, with the same filters)")
+		}
+		query.After = &stele.Position{TimeNS: cur.TimeNS, Seq: cur.Seq}
+		query.Below = cur.Below
+	} else {
+		head, err := s.store.Head(r.Context(), p.Workspace)
+		if err != nil {
+			return err
+		}
+		query.Below = head.Size
+	}
+	resp := listResponse{Events: []json.RawMessage{}}
+	var last *stele.StoredEvent
+	if query.Below > 0 {
+		events, err := s.store.Query(r.Context(), p.Workspace, query)
+		if err != nil {
+			return err
+		}
+		for i := range events {
+			resp.Events = append(resp.Events, export.AppendEvent(nil, events[i]))
+		}
+		if len(events) == limit {
+			last = &events[len(events)-1]
+		}
+	}
+	if last != nil {
+		var b stele.EventBody
+		if err := json.Unmarshal(last.Canonical, &b); err != nil {
+			return err
+		}
+		pos := stele.PositionOf(last.Seq, &b)
+		resp.NextCursor = s.cursors.encode(cursor{Order: q.order, TimeNS: pos.TimeNS, Seq: pos.Seq, Below: query.Below, Query: digest})
+	}
+	ctx := map[string]any{"kind": "events", "filters": q.filters(), "rows": len(resp.Events), "continued": continued}
+	if err := s.recordRead(r, p, "auditlog.queried", ctx); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// eventResponse is GET /v1/events/{id}: the event, and its inclusion proof
+// against the latest checkpoint when one covers it.
+type eventResponse struct {
+	Event      json.RawMessage `json:"event"`
+	Proof      *inclusionProof `json:"proof,omitempty"`
+	Checkpoint string          `json:"checkpoint,omitempty"`
+}
+
+type inclusionProof struct {
+	Index  int64    `json:"index"`
+	Size   int64    `json:"size"`
+	Hashes []string `json:"hashes"`
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	id := r.PathValue("id")
+	e, err := s.store.EventByID(r.Context(), p.Workspace, id)
+	if err != nil {
+		return err
+	}
+	resp := eventResponse{Event: export.AppendEvent(nil, e)}
+	cp, err := s.store.LatestCheckpoint(r.Context(), p.Workspace)
+	if err == nil && cp.Size > e.Seq {
+		proof, err := tlog.ProveRecord(cp.Size, e.Seq, s.hashReader(r, p.Workspace))
+		if err != nil {
+			return fmt.Errorf("couldn't prove inclusion of %d in %d: %w", e.Seq, cp.Size, err)
+		}
+		resp.Proof = &inclusionProof{Index: e.Seq, Size: cp.Size, Hashes: hashStrings(proof)}
+		resp.Checkpoint = string(cp.Note)
+	}
+	if err := s.recordRead(r, p, "auditlog.queried", map[string]any{"kind": "event", "id": id, "rows": 1}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) hashReader(r *http.Request, ws string) tlog.HashReader {
+	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return s.store.TreeHashes(r.Context(), ws, idx) })
+}
+
+func hashStrings(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
+}
+
+// exportEvents is GET /v1/export: every matching event, streamed.
+func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	q, values, err := s.parseRead(r, "format")
+	if err != nil {
+		return err
+	}
+	format := values.Get("format")
+	if format == "" {
+		format = export.NDJSON
+	}
+	if format != export.CSV && format != export.JSON && format != export.NDJSON {
+		return stele.FieldError("format", "must be csv, json or ndjson")
+	}
+	head, err := s.store.Head(r.Context(), p.Workspace)
+	if err != nil {
+		return err
+	}
+	query := stele.Query{Filter: q.filter, Order: q.order, Below: head.Size}
+	rows, err := s.store.Count(r.Context(), p.Workspace, query)
+	if err != nil {
+		return err
+	}
+	// The access event is durable before the first byte is sent (D3).
+	ctx := map[string]any{"filters": q.filters(), "format": format, "rows": rows, "log_size": head.Size}
+	if err := s.recordRead(r, p, "auditlog.exported", ctx); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("stele-%s-%s.%s", p.Workspace, s.now().UTC().Format("20060102T150405Z"), format)
+	w.Header().Set("Content-Type", export.ContentType(format))
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("X-Stele-Rows", strconv.FormatInt(rows, 10))
+	ew, err := export.New(w, format)
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	if query.Below > 0 {
+		err = s.store.Scan(r.Context(), p.Workspace, query, ew.Write)
+	}
+	if err == nil {
+		err = ew.Close()
+	}
+	if err != nil {
+		// Headers are sent: the only honest signal left is a broken stream.
+		s.log.Warn("export interrupted", "workspace", p.Workspace, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+type histogramResponse struct {
+	Interval string       `json:"interval"`
+	Since    time.Time    `json:"since"`
+	Until    time.Time    `json:"until"`
+	Buckets  []bucketJSON `json:"buckets"`
+	Total    int64        `json:"total"`
+}
+
+type bucketJSON struct {
+	Start time.Time `json:"start"`
+	Count int64     `json:"count"`
+}
+
+// maxBuckets bounds a histogram's size.
+const maxBuckets = 10000
+
+// histogram is GET /v1/stats/histogram: counts per bucket, every bucket of
+// [since, until) present (zero-filled), for charts.
+func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	q, values, err := s.parseRead(r, "interval")
+	if err != nil {
+		return err
+	}
+	var step time.Duration
+	var defaultSpan time.Duration
+	switch values.Get("interval") {
+	case "minute":
+		step, defaultSpan = time.Minute, 6*time.Hour
+	case "hour", "":
+		step, defaultSpan = time.Hour, 7*24*time.Hour
+	case "day":
+		step, defaultSpan = 24*time.Hour, 90*24*time.Hour
+	default:
+		return stele.FieldError("interval", "must be minute, hour or day")
+	}
+	now := s.now().UTC()
+	f := q.filter
+	if f.Until.IsZero() {
+		f.Until = now
+	}
+	if f.Since.IsZero() {
+		f.Since = f.Until.Add(-defaultSpan)
+	}
+	if !f.Since.Before(f.Until) {
+		return stele.FieldError("since", "must be earlier than until")
+	}
+	start := f.Since.Truncate(step)
+	if n := f.Until.Sub(start) / step; n > maxBuckets {
+		return stele.FieldError("interval", "%s buckets over this range would be %d; the maximum is %d", values.Get("interval"), n, maxBuckets)
+	}
+	buckets, err := s.store.Histogram(r.Context(), p.Workspace, f, step)
+	if err != nil {
+		return err
+	}
+	resp := histogramResponse{Since: f.Since, Until: f.Until, Buckets: []bucketJSON{},
+		Interval: map[time.Duration]string{time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}[step]}
+	counts := map[int64]int64{}
+	for _, b := range buckets {
+		counts[b.Start.UnixNano()] = b.Count
+	}
+	for t := start; t.Before(f.Until); t = t.Add(step) {
+		n := counts[t.UnixNano()]
+		resp.Buckets = append(resp.Buckets, bucketJSON{Start: t, Count: n})
+		resp.Total += n
+	}
+	ctx := map[string]any{"kind": "histogram", "filters": q.filters(), "interval": resp.Interval, "rows": resp.Total}
+	if err := s.recordRead(r, p, "auditlog.queried", ctx); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// recordRead appends the access event of a read of ws's log, and refuses the
+// read when it cannot (D3, AUT-13).
+func (s *Server) recordRead(r *http.Request, p *Principal, typ string, context map[string]any) error {
+	raw, err := json.Marshal(context)
+	if err != nil {
+		return err
+	}
+	b := stele.EventBody{Type: typ, Actor: p.actor(), IP: p.IP, Context: raw,
+		Resource: &stele.Resource{Type: "auditlog", ID: p.Workspace}}
+	if err := s.record(r.Context(), p.Workspace, b); err != nil {
+		return &stele.Error{Kind: stele.KindUnavailable, Message: "the read could not be recorded in the audit log, so it was refused", RetryAfter: 1, Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+package stele
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gowebpki/jcs"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Canonical returns the leaf bytes of b: the RFC 8785 (JCS) canonical JSON
+// of the event body, which is the event without seq and leaf_hash.
+//
+// Anyone can recompute them from an exported event with any JCS library:
+// drop seq and leaf_hash, canonicalize, and hash with LeafHash.
+func Canonical(b *EventBody) ([]byte, error) {
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	return jcs.Transform(raw)
+}
+
+// LeafHash returns the RFC 6962 leaf hash of canonical bytes:
+// SHA-256(0x00 ‖ canonical).
+func LeafHash(canonical []byte) tlog.Hash { return tlog.RecordHash(canonical) }
+
+// Seal completes a draft into the body the log stores: it stamps the
+// server's receipt time and emitter, defaults time to receivedAt, and assigns
+// a fresh UUIDv7 when the emitter sent no id. It returns the body with its
+// canonical bytes and leaf hash.
+func Seal(d *Draft, receivedAt time.Time, emitter Emitter) (EventBody, []byte, tlog.Hash, error) {
+	b := d.Body
+	b.ReceivedAt = receivedAt.UTC()
+	if b.Time.IsZero() {
+		b.Time = b.ReceivedAt
+	}
+	b.Emitter = emitter
+	if b.ID == "" {
+		id, err := newEventID()
+		if err != nil {
+			return EventBody{}, nil, tlog.Hash{}, err
+		}
+		b.ID = id
+	}
+	canon, err := Canonical(&b)
+	if err != nil {
+		return EventBody{}, nil, tlog.Hash{}, err
+	}
+	return b, canon, LeafHash(canon), nil
+}
+
+// RequestHash identifies what an emitter asked to log, for idempotent
+// retries: the SHA-256 of the canonical draft, before the server stamped
+// received_at and emitter or defaulted time. Two submissions of the same id
+// are the same event exactly when their request hashes are equal.
+func RequestHash(d *Draft) ([32]byte, error) {
+	canon, err := Canonical(&d.Body)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(canon), nil
+}
+
+// newEventID returns a fresh UUIDv7: time-ordered, so ids of recent events
+// share index pages.
+func newEventID() (string, error) {
+	u, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
+}

@@ -1,0 +1,226 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stele-log/stele"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// appendTx is stele.AppendTx over the writer's transaction.
+type appendTx struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func (t *appendTx) LockHead(ctx context.Context, ws string) (stele.Head, error) {
+	// BEGIN IMMEDIATE already holds the database's write lock.
+	return t.s.head(ctx, t.tx, ws)
+}
+
+func (s *Store) head(ctx context.Context, q queryer, ws string) (stele.Head, error) {
+	wsn, err := s.wsNumber(ctx, q, ws)
+	if err != nil {
+		return stele.Head{}, err
+	}
+	var h stele.Head
+	var root []byte
+	var last int64
+	err = q.QueryRowContext(ctx, "SELECT size, root, last_received_ns FROM logs WHERE ws = ?", wsn).Scan(&h.Size, &root, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return stele.Head{}, stele.ErrNotFound
+	}
+	if err != nil {
+		return stele.Head{}, err
+	}
+	copy(h.Root[:], root)
+	if last != 0 {
+		h.LastReceived = time.Unix(0, last).UTC()
+	}
+	return h, nil
+}
+
+func (t *appendTx) Priors(ctx context.Context, ws string, ids []string) (map[string]stele.Prior, error) {
+	wsn, err := t.s.wsNumber(ctx, t.tx, ws)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]stele.Prior{}
+	for chunk := range chunks(ids, 500) {
+		args := []any{wsn}
+		for _, id := range chunk {
+			u, err := uuid.Parse(id)
+			if err != nil {
+				return nil, fmt.Errorf("bad event id %q", id)
+			}
+			args = append(args, u[:])
+		}
+		rows, err := t.tx.QueryContext(ctx, "SELECT id, rowid, leaf_hash, request_hash FROM events WHERE ws = ? AND id IN ("+placeholders(len(chunk))+")", args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id, leaf, req []byte
+			var rid int64
+			if err := rows.Scan(&id, &rid, &leaf, &req); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			p := stele.Prior{Seq: rid & posMask, RequestHash: req}
+			copy(p.LeafHash[:], leaf)
+			out[uuid.UUID(id).String()] = p
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (t *appendTx) TreeHashes(ctx context.Context, ws string, indexes []int64) ([]tlog.Hash, error) {
+	return t.s.treeHashes(ctx, t.tx, ws, indexes)
+}
+
+func (t *appendTx) Leaves(ctx context.Context, ws string, from, to int64) ([]stele.Leaf, error) {
+	var out []stele.Leaf
+	err := t.s.scanLeaves(ctx, t.tx, ws, from, to, func(l stele.Leaf) error {
+		out = append(out, l)
+		return nil
+	})
+	return out, err
+}
+
+const insertEvent = `INSERT INTO events (rowid, ws, id, time_ns, received_ns, type, type_root, category, actor_id,
+	node, resource_type, resource_id, ip, outcome, body, leaf_hash, request_hash)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry, head stele.Head) error {
+	wsn, err := t.s.wsNumber(ctx, t.tx, ws)
+	if err != nil {
+		return err
+	}
+	if head.Size > MaxEvents {
+		return fmt.Errorf("workspace %s is full (%d events)", ws, MaxEvents)
+	}
+	evStmt, err := t.tx.PrepareContext(ctx, insertEvent)
+	if err != nil {
+		return err
+	}
+	defer evStmt.Close()
+	textStmt, err := t.tx.PrepareContext(ctx, "INSERT INTO events_text (rowid, words) VALUES (?, ?)")
+	if err != nil {
+		return err
+	}
+	defer textStmt.Close()
+	treeStmt, err := t.tx.PrepareContext(ctx, "INSERT INTO tree (rowid, hashes, mac) VALUES (?, ?, ?)")
+	if err != nil {
+		return err
+	}
+	defer treeStmt.Close()
+	for i := range entries {
+		e := &entries[i]
+		b := e.Body
+		rid := rowid(wsn, e.Seq)
+		id, err := uuid.Parse(b.ID)
+		if err != nil {
+			return fmt.Errorf("bad event id %q", b.ID)
+		}
+		leaf := e.LeafHash()
+		var node, rtype, rid2, ip any
+		if b.Node != "" {
+			node = b.Node
+		}
+		if b.Resource != nil {
+			rtype, rid2 = b.Resource.Type, b.Resource.ID
+		}
+		if b.IP != "" {
+			if a, err := netip.ParseAddr(b.IP); err == nil {
+				a16 := a.As16()
+				ip = a16[:]
+			}
+		}
+		root, _, _ := strings.Cut(b.Type, ".")
+		_, err = evStmt.ExecContext(ctx, rid, wsn, id[:], b.Time.UnixNano(), b.ReceivedAt.UnixNano(), b.Type, root, b.Category,
+			b.Actor.ID, node, rtype, rid2, ip, b.Outcome, e.Canonical, leaf[:], nullBytes(e.RequestHash))
+		if err != nil {
+			if isConstraint(err) {
+				return &stele.ErrIntegrity{Workspace: ws, Seq: e.Seq, Check: "sequence",
+					Detail: "the position or id is already taken by a row this write path did not write: " + err.Error()}
+			}
+			return fmt.Errorf("couldn't insert event %d: %w", e.Seq, err)
+		}
+		if words := stele.Tokens(b); len(words) > 0 {
+			if _, err := textStmt.ExecContext(ctx, rid, strings.Join(words, " ")); err != nil {
+				return fmt.Errorf("couldn't index event %d: %w", e.Seq, err)
+			}
+		}
+		if _, err := treeStmt.ExecContext(ctx, rid, joinHashes(e.TreeHashes), e.MAC); err != nil {
+			if isConstraint(err) {
+				return &stele.ErrIntegrity{Workspace: ws, Seq: e.Seq, Check: "tree", Detail: "tree hashes for this position already exist"}
+			}
+			return fmt.Errorf("couldn't insert tree hashes %d: %w", e.Seq, err)
+		}
+	}
+	res, err := t.tx.ExecContext(ctx, "UPDATE logs SET size = ?, root = ?, last_received_ns = ? WHERE ws = ? AND size = ?",
+		head.Size, head.Root[:], head.LastReceived.UnixNano(), wsn, head.Size-int64(len(entries)))
+	if err != nil {
+		return fmt.Errorf("couldn't update the head: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return &stele.ErrIntegrity{Workspace: ws, Seq: head.Size - int64(len(entries)), Check: "head", Detail: "the head moved during the transaction"}
+	}
+	return nil
+}
+
+func isConstraint(err error) bool {
+	return strings.Contains(err.Error(), "constraint failed")
+}
+
+func nullBytes(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+func joinHashes(hs []tlog.Hash) []byte {
+	out := make([]byte, 0, len(hs)*tlog.HashSize)
+	for _, h := range hs {
+		out = append(out, h[:]...)
+	}
+	return out
+}
+
+func splitHashes(b []byte) ([]tlog.Hash, error) {
+	if len(b) == 0 || len(b)%tlog.HashSize != 0 {
+		return nil, fmt.Errorf("malformed tree hashes (%d bytes)", len(b))
+	}
+	out := make([]tlog.Hash, len(b)/tlog.HashSize)
+	for i := range out {
+		copy(out[i][:], b[i*tlog.HashSize:])
+	}
+	return out, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+func chunks[T any](xs []T, n int) func(func([]T) bool) {
+	return func(yield func([]T) bool) {
+		for len(xs) > 0 {
+			k := min(n, len(xs))
+			if !yield(xs[:k]) {
+				return
+			}
+			xs = xs[k:]
+		}
+	}
+}

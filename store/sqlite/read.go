@@ -1,0 +1,124 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/tree"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Head returns the committed head of ws's log.
+func (s *Store) Head(ctx context.Context, ws string) (stele.Head, error) {
+	return s.head(ctx, s.r, ws)
+}
+
+// TreeHashes reads stored hashes by tlog index from committed data.
+func (s *Store) TreeHashes(ctx context.Context, ws string, indexes []int64) ([]tlog.Hash, error) {
+	return s.treeHashes(ctx, s.r, ws, indexes)
+}
+
+func (s *Store) treeHashes(ctx context.Context, q queryer, ws string, indexes []int64) ([]tlog.Hash, error) {
+	wsn, err := s.wsNumber(ctx, q, ws)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tlog.Hash, len(indexes))
+	rows := map[int64][]tlog.Hash{} // leaves already read by this call
+	for i, idx := range indexes {
+		seq, _ := tree.Locate(idx)
+		hs, ok := rows[seq]
+		if !ok {
+			var blob []byte
+			err := q.QueryRowContext(ctx, "SELECT hashes FROM tree WHERE rowid = ?", rowid(wsn, seq)).Scan(&blob)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("%w: no tree hashes at position %d", stele.ErrNotFound, seq)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if hs, err = splitHashes(blob); err != nil {
+				return nil, fmt.Errorf("position %d: %w", seq, err)
+			}
+			rows[seq] = hs
+		}
+		h, err := tree.StoredHash(hs, idx)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// EventByID returns the event of ws with the given id.
+func (s *Store) EventByID(ctx context.Context, ws, id string) (stele.StoredEvent, error) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return stele.StoredEvent{}, stele.ErrNotFound
+	}
+	wsn, err := s.wsNumber(ctx, s.r, ws)
+	if err != nil {
+		return stele.StoredEvent{}, err
+	}
+	var e stele.StoredEvent
+	var rid int64
+	var leaf []byte
+	err = s.r.QueryRowContext(ctx, "SELECT rowid, body, leaf_hash FROM events WHERE ws = ? AND id = ?", wsn, u[:]).Scan(&rid, &e.Canonical, &leaf)
+	if errors.Is(err, sql.ErrNoRows) {
+		return stele.StoredEvent{}, stele.ErrNotFound
+	}
+	if err != nil {
+		return stele.StoredEvent{}, err
+	}
+	e.Seq = rid & posMask
+	copy(e.LeafHash[:], leaf)
+	return e, nil
+}
+
+// ScanLeaves calls fn for each position of ws from from on.
+func (s *Store) ScanLeaves(ctx context.Context, ws string, from int64, fn func(stele.Leaf) error) error {
+	return s.scanLeaves(ctx, s.r, ws, from, MaxEvents, fn)
+}
+
+// scanLeaves reads positions [from, to) from the tree, joined with their
+// events. A tree row without an event yields a Leaf with nil Canonical and
+// the leaf hash of the tree row; an event without a tree row ends the scan
+// there (the gap shows as a missing position to the caller).
+func (s *Store) scanLeaves(ctx context.Context, q queryer, ws string, from, to int64, fn func(stele.Leaf) error) error {
+	wsn, err := s.wsNumber(ctx, q, ws)
+	if err != nil {
+		return err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT t.rowid, t.hashes, t.mac, e.body, e.leaf_hash
+		FROM tree t LEFT JOIN events e ON e.rowid = t.rowid
+		WHERE t.rowid >= ? AND t.rowid < ? ORDER BY t.rowid`, rowid(wsn, from), rowid(wsn, min(to, MaxEvents)))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rid int64
+		var hashes, mac, body, leaf []byte
+		if err := rows.Scan(&rid, &hashes, &mac, &body, &leaf); err != nil {
+			return err
+		}
+		l := stele.Leaf{Seq: rid & posMask, Canonical: body, MAC: mac}
+		if l.TreeHashes, err = splitHashes(hashes); err != nil {
+			return fmt.Errorf("position %d: %w", l.Seq, err)
+		}
+		if leaf != nil {
+			copy(l.LeafHash[:], leaf)
+		} else {
+			l.LeafHash = l.TreeHashes[0]
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

@@ -1,0 +1,264 @@
+// Package sqlite is Stele's embedded store: one SQLite database file in WAL
+// mode with synchronous=FULL, so that a commit has reached stable storage
+// before it returns (RELIABILITY.md D4). One connection writes, serialized
+// by the store; a pool of read-only connections serves queries and exports
+// from consistent snapshots without blocking the writer.
+//
+// It implements stele.Store; store/storetest is its contract. The schema is
+// versioned by PRAGMA user_version and migrated at Open from the embedded
+// migrations directory.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/stele-log/stele"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options tune Open.
+type Options struct {
+	// Readers is the size of the read-only connection pool. Default 8.
+	Readers int
+}
+
+// Store is the SQLite implementation of stele.Store.
+type Store struct {
+	path string
+	w    *sql.DB // exactly one connection: the writer
+	r    *sql.DB // read-only connections
+
+	wmu sync.Mutex // serializes Update; guards nothing else
+
+	// poisoned holds the error of a failed commit. After it the store refuses
+	// every write: the database file may no longer match what SQLite's page
+	// cache believes (fsyncgate), so only a reopen is safe.
+	poisoned atomic.Pointer[error]
+
+	wsMu  sync.RWMutex
+	wsNum map[string]int64 // workspace id → internal number; workspaces are never deleted
+}
+
+var _ stele.Store = (*Store)(nil)
+
+// Open opens or creates the database at path and migrates it to the
+// current schema.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.Readers <= 0 {
+		opts.Readers = 8
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	w, err := sql.Open("sqlite", dsn(abs, false))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	s := &Store{path: abs, w: w, wsNum: map[string]int64{}}
+	if err := s.checkPragmas(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", dsn(abs, true))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(opts.Readers)
+	r.SetMaxIdleConns(opts.Readers)
+	s.r = r
+	return s, nil
+}
+
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_size_limit(67108864)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// checkPragmas makes sure the durability settings took effect: a driver that
+// silently ignored them would acknowledge writes that a power cut can undo.
+func (s *Store) checkPragmas(ctx context.Context) error {
+	var mode string
+	var sync int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("couldn't open %s: %w", s.path, err)
+	}
+	if err := s.w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return err
+	}
+	if strings.ToLower(mode) != "wal" || sync != 2 {
+		return fmt.Errorf("sqlite durability settings not in effect (journal_mode=%s synchronous=%d, want wal and 2=FULL)", mode, sync)
+	}
+	return nil
+}
+
+// migrate applies the embedded migrations above PRAGMA user_version, each in
+// its own transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	var version int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > len(names) {
+		return fmt.Errorf("database %s has schema version %d, newer than this binary's %d", s.path, version, len(names))
+	}
+	for i := version; i < len(names); i++ {
+		body, err := migrations.ReadFile(names[i])
+		if err != nil {
+			return err
+		}
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("couldn't apply migration %s: %w", names[i], err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("couldn't commit migration %s: %w", names[i], err)
+		}
+	}
+	return nil
+}
+
+// Close closes both connection pools.
+func (s *Store) Close() error {
+	err := s.w.Close()
+	if s.r != nil {
+		err = errors.Join(err, s.r.Close())
+	}
+	return err
+}
+
+// Ping reports whether the store can take writes: nil, or the reason it
+// cannot (a failed commit poisoned it, or the database does not answer).
+func (s *Store) Ping(ctx context.Context) error {
+	if p := s.poisoned.Load(); p != nil {
+		return fmt.Errorf("a commit failed earlier (%v); restart to recover", *p)
+	}
+	return s.w.PingContext(ctx)
+}
+
+// Update runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
+func (s *Store) Update(ctx context.Context, fn func(stele.AppendTx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if p := s.poisoned.Load(); p != nil {
+		return fmt.Errorf("%w (store poisoned by an earlier failed commit)", stele.ErrUnavailable)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%w: couldn't begin: %v", stele.ErrUnavailable, err)
+	}
+	if err := fn(&appendTx{s: s, tx: tx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		s.poisoned.CompareAndSwap(nil, &err)
+		return fmt.Errorf("%w: commit failed: %v", stele.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// write runs fn in a write transaction for the store's administrative writes
+// (workspaces, keys, checkpoints).
+func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if p := s.poisoned.Load(); p != nil {
+		return fmt.Errorf("%w (store poisoned by an earlier failed commit)", stele.ErrUnavailable)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%w: couldn't begin: %v", stele.ErrUnavailable, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		s.poisoned.CompareAndSwap(nil, &err)
+		return fmt.Errorf("%w: commit failed: %v", stele.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// queryer is what both *sql.DB and *sql.Tx offer.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// wsNumber resolves a workspace id to its internal number.
+func (s *Store) wsNumber(ctx context.Context, q queryer, ws string) (int64, error) {
+	s.wsMu.RLock()
+	n, ok := s.wsNum[ws]
+	s.wsMu.RUnlock()
+	if ok {
+		return n, nil
+	}
+	err := q.QueryRowContext(ctx, "SELECT n FROM workspaces WHERE id = ?", ws).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, stele.ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	s.wsMu.Lock()
+	s.wsNum[ws] = n
+	s.wsMu.Unlock()
+	return n, nil
+}
+
+// Positions: rowid = ws<<posBits | seq.
+const (
+	posBits = 40
+	posMask = 1<<posBits - 1
+	// MaxEvents is the most events a workspace's log can hold.
+	MaxEvents = 1 << posBits
+)
+
+func rowid(wsn, seq int64) int64 { return wsn<<posBits + seq }
