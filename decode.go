@@ -35,25 +35,37 @@ const (
 // (format FormatJSON) or one event per line (FormatNDJSON), against the rules
 // of the event table, with now as the server's clock. It returns all drafts
 // or the first violation, naming its field; a batch is all or nothing.
-func ParseEvents(body []byte, format string, now time.Time) ([]Draft, error) {
+// prefix is how the events' fields are named: "events" for a batch or NDJSON
+// (fields such as "events[3].type"), "" for a single event (see EventField).
+func ParseEvents(body []byte, format string, now time.Time) (drafts []Draft, prefix string, err error) {
 	raws, prefix, err := splitEvents(body, format)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	drafts := make([]Draft, len(raws))
+	drafts = make([]Draft, len(raws))
 	for i, raw := range raws {
-		field := ""
-		if prefix != "" {
-			field = prefix + "[" + strconv.Itoa(i) + "]"
-		}
+		field := EventField(prefix, i, "")
 		if len(raw) > MaxEventBytes {
-			return nil, &Error{Kind: KindTooLarge, Field: field, Message: "event exceeds " + strconv.Itoa(MaxEventBytes) + " bytes"}
+			return nil, "", &Error{Kind: KindTooLarge, Field: field, Message: "event exceeds " + strconv.Itoa(MaxEventBytes) + " bytes"}
 		}
 		if err := parseEvent(raw, field, now, &drafts[i]); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return drafts, nil
+	return drafts, prefix, nil
+}
+
+// EventField names field name of the i-th event of a request whose events
+// are under prefix (as ParseEvents returned it).
+func EventField(prefix string, i int, name string) string {
+	if prefix == "" {
+		return name
+	}
+	elem := prefix + "[" + strconv.Itoa(i) + "]"
+	if name == "" {
+		return elem
+	}
+	return elem + "." + name
 }
 
 // splitEvents checks the body's JSON and returns its event elements, and the
@@ -81,22 +93,25 @@ func splitEvents(body []byte, format string) ([]json.RawMessage, string, error) 
 		}
 		return raws, "events", nil
 	case FormatJSON:
-		if err := checkStrictJSON(body, "", MaxDepth+2); err != nil {
+		trimmed := bytes.TrimSpace(body)
+		// Peek at the shape first: the depth limit applies to each event, and a
+		// batch holds its events two levels down.
+		var top map[string]json.RawMessage
+		_, batch := top["events"]
+		if json.Unmarshal(trimmed, &top) == nil {
+			_, batch = top["events"]
+		}
+		maxDepth := MaxDepth
+		if batch {
+			maxDepth += 2
+		}
+		if err := checkStrictJSON(body, "", maxDepth); err != nil {
 			return nil, "", err
 		}
-		trimmed := bytes.TrimSpace(body)
-		if len(trimmed) == 0 || trimmed[0] != '{' {
+		if len(trimmed) == 0 || trimmed[0] != '{' || top == nil {
 			return nil, "", FieldError("", "the body must be a JSON object: one event, or {\"events\":[...]}")
 		}
-		var top map[string]json.RawMessage
-		if err := json.Unmarshal(trimmed, &top); err != nil {
-			return nil, "", FieldError("", "invalid JSON")
-		}
-		batch, ok := top["events"]
-		if !ok {
-			if err := checkDepth(trimmed); err != nil {
-				return nil, "", err
-			}
+		if !batch {
 			return []json.RawMessage{trimmed}, "", nil
 		}
 		for name := range top {
@@ -105,7 +120,7 @@ func splitEvents(body []byte, format string) ([]json.RawMessage, string, error) 
 			}
 		}
 		var raws []json.RawMessage
-		if err := json.Unmarshal(batch, &raws); err != nil || raws == nil {
+		if err := json.Unmarshal(top["events"], &raws); err != nil || raws == nil {
 			return nil, "", FieldError("events", "must be an array of events")
 		}
 		if len(raws) == 0 {
@@ -118,10 +133,6 @@ func splitEvents(body []byte, format string) ([]json.RawMessage, string, error) 
 	}
 	return nil, "", &Error{Kind: KindUnsupported, Message: "unsupported input format " + format}
 }
-
-// checkDepth applies the per-event depth limit to a single-event body, which
-// was checked with the two extra levels a batch needs.
-func checkDepth(event []byte) error { return checkStrictJSON(event, "", MaxDepth) }
 
 // serverFields may not be supplied by emitters (mass assignment, INP-11).
 var serverFields = []string{"seq", "received_at", "emitter", "leaf_hash"}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/sequencer"
 )
 
 // receiptJSON is one acknowledged event in a 201 response.
@@ -46,11 +47,15 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal
 	if err != nil {
 		return err
 	}
-	drafts, err := stele.ParseEvents(body, format, s.now())
+	drafts, prefix, err := stele.ParseEvents(body, format, s.now())
 	if err != nil {
 		return err
 	}
 	receipts, err := s.seq.Append(r.Context(), p.Workspace, drafts, stele.Emitter{Workspace: p.Workspace, KeyID: p.KeyID, IP: p.IP})
+	var conflict *sequencer.ConflictError
+	if errors.As(err, &conflict) {
+		return &stele.Error{Kind: stele.KindConflict, Field: stele.EventField(prefix, conflict.Index, "id"), Message: "this id is already logged with different content"}
+	}
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/stele-log/stele"
@@ -261,8 +260,7 @@ func settle(r *request, priors map[string]stele.Prior, staged map[string]*staged
 			have = h
 		}
 		if have != nil && !bytes.Equal(have, p.requestHash) {
-			return &stele.Error{Kind: stele.KindConflict, Field: "events[" + strconv.Itoa(i) + "].id",
-				Message: "this id is already logged with different content"}
+			return &ConflictError{Index: i, ID: id}
 		}
 		mine[id] = p.requestHash
 	}

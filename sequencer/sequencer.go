@@ -83,6 +83,20 @@ type Receipt struct {
 	Replayed bool
 }
 
+// ConflictError rejects a request whose event Index carries an id already
+// logged (or staged) with other content. Its kind is KindConflict.
+type ConflictError struct {
+	Index int
+	ID    string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("event %d: id %s is already logged with different content", e.Index, e.ID)
+}
+
+// Unwrap makes the error classify as stele.KindConflict.
+func (e *ConflictError) Unwrap() error { return stele.ErrConflict }
+
 // Sequencer is the write path. Its methods are safe for concurrent use.
 type Sequencer struct {
 	store  stele.LogWriter
