@@ -86,6 +86,8 @@ func (s *Server) routes() {
 	// The log itself.
 	s.handle("GET /v1/checkpoint", scopeAny, s.getCheckpoint)
 	s.handle("GET /v1/log/key", scopeAny, s.getLogKey)
+	s.handle("GET /v1/proofs/inclusion", stele.ScopeRead, s.getInclusionProof)
+	s.handle("GET /v1/proofs/consistency", stele.ScopeRead, s.getConsistencyProof)
 	// Administration.
 	s.handle("POST /v1/workspaces", stele.ScopeOperator, s.createWorkspace)
 	s.handle("GET /v1/workspaces", stele.ScopeOperator, s.listWorkspaces)

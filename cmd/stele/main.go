@@ -24,8 +24,16 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"serve": {"run the server", runServe},
-	"emit":  {"log one event (or NDJSON from stdin)", runEmit},
+	"serve":      {"run the server", runServe},
+	"emit":       {"log one event (or NDJSON from stdin)", runEmit},
+	"query":      {"print matching events as a table (or JSON)", runQuery},
+	"export":     {"download matching events as CSV, JSON or NDJSON", runExport},
+	"verify":     {"verify an export offline, or monitor a server's log", runVerify},
+	"check":      {"re-derive and check every stored leaf, tree and checkpoint", runCheck},
+	"keys":       {"manage API keys", runKeys},
+	"users":      {"manage users", runUsers},
+	"workspaces": {"manage workspaces", runWorkspaces},
+	"bench":      {"measure throughput and latency beside a same-run baseline", runBench},
 }
 
 func main() {

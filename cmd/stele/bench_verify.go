@@ -1,0 +1,15 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+func benchCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errors.New("not implemented yet")
+}
+
+func benchVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errors.New("not implemented yet")
+}
