@@ -252,7 +252,7 @@ func TestWorkspacesAreSeparateLogs(t *testing.T) {
 			ID, Origin string
 			LogKey     string `json:"log_key"`
 		}
-		Key       struct{ Key string }
+		Key struct{ Key string }
 	}
 	json.Unmarshal(b, &created)
 	if status != 201 || created.Key.Key == "" || created.Workspace.Origin != "stele.test/acme" {
