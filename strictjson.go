@@ -74,8 +74,11 @@ func checkNumber(lit string) error {
 	if err != nil || math.IsInf(f, 0) {
 		return errors.New("number out of range")
 	}
-	if !strings.ContainsAny(lit, ".eE") && math.Abs(f) > maxExactInt {
-		return errors.New("integer beyond ±2^53 cannot be kept exactly; send it as a string")
+	if !strings.ContainsAny(lit, ".eE") {
+		n, err := strconv.ParseInt(lit, 10, 64)
+		if err != nil || n > maxExactInt || n < -maxExactInt {
+			return errors.New("integer beyond ±2^53 cannot be kept exactly; send it as a string")
+		}
 	}
 	return nil
 }

@@ -139,11 +139,11 @@ func ParseBody(text string) (*Opened, error) {
 
 // ed25519Key extracts the public key of an Ed25519 note verifier key.
 func ed25519Key(vkey string) (ed25519.PublicKey, bool) {
-	i := strings.LastIndexByte(vkey, '+')
-	if i < 0 {
+	parts := strings.SplitN(vkey, "+", 3) // name, hash, base64 key (which may hold '+')
+	if len(parts) != 3 {
 		return nil, false
 	}
-	raw, err := decodeStd(vkey[i+1:])
+	raw, err := decodeStd(parts[2])
 	if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != algEd25519 {
 		return nil, false
 	}

@@ -159,7 +159,9 @@ func TestCrashDurability(t *testing.T) {
 	for c := range cycles {
 		time.Sleep(time.Duration(500+r.IntN(1500)) * time.Millisecond)
 		p.kill()
+		mu.Lock()
 		t.Logf("cycle %d: killed with %d ops so far", c+1, len(history))
+		mu.Unlock()
 		p.start()
 	}
 	time.Sleep(500 * time.Millisecond)

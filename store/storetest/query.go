@@ -178,7 +178,7 @@ func testFilters(t *testing.T, open Open) {
 	s := h.Store
 	mustCreate(t, s, "acme")
 	mustCreate(t, s, "noise")
-	events := loadRandom(t, s, "acme", 11, 3000)
+	events := loadRandom(t, s, "acme", 11, 2000)
 	loadRandom(t, s, "noise", 12, 500) // another workspace's events must never show up
 	r := rand.New(rand.NewPCG(13, 14))
 
@@ -193,10 +193,14 @@ func testFilters(t *testing.T, open Open) {
 	check("no filter", stele.Query{}, 97)
 	check("no filter oldest first", stele.Query{Order: stele.OldestFirst}, 1000)
 	check("below", stele.Query{Below: 1234}, 61)
-	for i := range 150 {
+	for i := range 100 {
 		f, desc := randomFilter(r, events)
 		q := stele.Query{Filter: f, Order: stele.Order(r.IntN(2))}
-		check(fmt.Sprintf("filter %d %s", i, desc), q, []int{1, 7, 50, 333}[r.IntN(4)])
+		size := []int{1, 7, 50, 333}[r.IntN(4)]
+		if size == 1 && q.Filter.Actor == "" && q.Filter.ResourceID == "" && len(q.Filter.Text) == 0 {
+			size = 3 // one-event pages only where they stay cheap (the race detector slows SQLite 40×)
+		}
+		check(fmt.Sprintf("filter %d %s", i, desc), q, size)
 	}
 	// Filter values are data, never SQL (INP-10).
 	for _, v := range []string{"' OR 1=1--", "%", "_", "alice%", `"; DROP TABLE events; --`} {

@@ -1,0 +1,5 @@
+package stele
+
+import "net/url"
+
+func urlValues(s string) (url.Values, error) { return url.ParseQuery(s) }
