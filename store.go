@@ -47,6 +47,8 @@ type Store interface {
 	CheckpointStore
 	WorkspaceStore
 	KeyStore
+	UserStore
+	SessionStore
 	// Ping reports whether the store can take writes now: nil, or why not
 	// (database unreachable, or poisoned by a failed flush).
 	Ping(ctx context.Context) error
@@ -142,6 +144,36 @@ type KeyStore interface {
 	UpdateKey(ctx context.Context, k APIKey) error
 	// TouchKey records that the key was used at t; it may be lossy.
 	TouchKey(ctx context.Context, id string, t time.Time) error
+}
+
+// UserStore keeps the people who sign in to the dashboard. Emails are
+// unique across the instance (a login names no workspace); passwords are
+// stored only as argon2id hashes.
+type UserStore interface {
+	// CreateUser stores u; ErrConflict if its id or email is taken.
+	CreateUser(ctx context.Context, u User) error
+	// User returns the user with id, in any workspace; ErrNotFound if none.
+	User(ctx context.Context, id string) (User, error)
+	// UserByEmail returns the user with email (lowercase); ErrNotFound if none.
+	UserByEmail(ctx context.Context, email string) (User, error)
+	// Users lists the users of ws by email.
+	Users(ctx context.Context, ws string) ([]User, error)
+	// UpdateUser replaces the mutable fields of user u.ID in u.Workspace
+	// (name, role, password hash, disabled); ErrNotFound if none.
+	UpdateUser(ctx context.Context, u User) error
+}
+
+// SessionStore keeps dashboard sessions. The cookie's token is never
+// stored, only its SHA-256.
+type SessionStore interface {
+	// CreateSession stores a new session.
+	CreateSession(ctx context.Context, s Session) error
+	// SessionByToken returns the session whose token hashes to tokenHash,
+	// revoked or expired ones included; ErrNotFound if none.
+	SessionByToken(ctx context.Context, tokenHash []byte) (Session, error)
+	// RevokeSessions ends, at t, the session with id, or every session of
+	// userID when id is empty.
+	RevokeSessions(ctx context.Context, userID, id string, t time.Time) error
 }
 
 // Head is the state of a workspace's log after its last committed append.
@@ -248,4 +280,39 @@ type APIKey struct {
 	ExpiresAt      time.Time // zero: never
 	RevokedAt      time.Time // zero: active
 	LastUsedAt     time.Time
+}
+
+// Roles a user may hold in a workspace.
+const (
+	RoleOwner  = "owner"  // everything in the workspace, including other owners
+	RoleAdmin  = "admin"  // keys, users (not owners) and settings; reads the log
+	RoleViewer = "viewer" // reads the log
+)
+
+// Roles lists the roles from most to least powerful.
+var Roles = []string{RoleOwner, RoleAdmin, RoleViewer}
+
+// User is a person who signs in to the dashboard of one workspace.
+type User struct {
+	ID           string
+	Workspace    string
+	Email        string // lowercase, unique across the instance
+	Name         string
+	Role         string
+	PasswordHash string // argon2id, PHC string format
+	CreatedAt    time.Time
+	DisabledAt   time.Time // zero: active
+}
+
+// Session is a signed-in user's dashboard session.
+type Session struct {
+	ID        string // public id, for listing and revocation
+	TokenHash []byte // SHA-256 of the cookie's token
+	UserID    string
+	Workspace string
+	CSRFToken string // required in X-CSRF-Token on state-changing requests
+	IP        string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	RevokedAt time.Time // zero: live
 }

@@ -8,9 +8,13 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,21 +43,30 @@ type Config struct {
 	Now func() time.Time
 	// Ready reports extra readiness conditions (start-up checks done).
 	Ready func() error
+	// Limits are the abuse limits; zero value: DefaultLimits.
+	Limits *Limits
+	// KeyRotationGrace is how long a rotated key's old secret keeps
+	// working when the request does not say (default 0: not at all).
+	KeyRotationGrace time.Duration
 }
 
 // Server serves the API.
 type Server struct {
-	cfg     Config
-	store   stele.Store
-	seq     *sequencer.Sequencer
-	cps     *sequencer.Checkpointer
-	key     *checkpoint.Key
-	log     *slog.Logger
-	now     func() time.Time
-	mux     *http.ServeMux
-	keys    *keyCache
-	cursors cursorCodec
-	m       *metrics
+	cfg      Config
+	store    stele.Store
+	seq      *sequencer.Sequencer
+	cps      *sequencer.Checkpointer
+	key      *checkpoint.Key
+	log      *slog.Logger
+	now      func() time.Time
+	mux      *http.ServeMux
+	keys     *keyCache
+	cursors  cursorCodec
+	m        *metrics
+	failures *failureLog
+	logins   *loginThrottle
+	ingest   *rateLimiter // per credential
+	reads    *rateLimiter // per credential
 }
 
 // New returns the API server.
@@ -67,14 +80,27 @@ func New(cfg Config) *Server {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	if cfg.Limits == nil {
+		l := DefaultLimits
+		cfg.Limits = &l
+	}
 	s := &Server{
 		cfg: cfg, store: cfg.Store, seq: cfg.Sequencer, cps: cfg.Checkpointer, key: cfg.Key, log: cfg.Logger, now: cfg.Now,
 		mux: http.NewServeMux(), keys: newKeyCache(), cursors: cursorCodec{key: derive(cfg.Key.MACKey(), "cursor")},
-		m: newMetrics(cfg.Registry),
+		m:      newMetrics(cfg.Registry),
+		logins: newLoginThrottle(*cfg.Limits),
+		ingest: newRateLimiter(cfg.Limits.IngestPerSecond),
+		reads:  newRateLimiter(cfg.Limits.ReadPerSecond),
 	}
+	s.failures = newFailureLog(s)
 	s.routes()
 	return s
 }
+
+// Close stops the API's background work: it records the pending
+// summaries of refusals. Call it after the HTTP server stopped and before
+// the sequencer closes.
+func (s *Server) Close() { s.failures.Close() }
 
 func (s *Server) routes() {
 	// Events.
@@ -93,6 +119,25 @@ func (s *Server) routes() {
 	s.handle("GET /v1/workspaces", stele.ScopeOperator, s.listWorkspaces)
 	s.handle("POST /v1/keys", stele.ScopeAdmin, s.createKey)
 	s.handle("GET /v1/keys", stele.ScopeAdmin, s.listKeys)
+	s.handle("GET /v1/keys/{id}", stele.ScopeAdmin, s.getKey)
+	s.handle("POST /v1/keys/{id}/rotate", stele.ScopeAdmin, s.rotateKey)
+	s.handle("DELETE /v1/keys/{id}", stele.ScopeAdmin, s.revokeKey)
+	s.handle("POST /v1/users", stele.ScopeAdmin, s.createUser)
+	s.handle("GET /v1/users", stele.ScopeAdmin, s.listUsers)
+	s.handle("GET /v1/users/{id}", stele.ScopeAdmin, s.getUser)
+	s.handle("PATCH /v1/users/{id}", stele.ScopeAdmin, s.updateUser)
+	// Sessions.
+	s.mux.HandleFunc("POST /v1/auth/login", s.login)
+	s.handle("POST /v1/auth/logout", scopeAny, s.logout)
+	s.handle("GET /v1/auth/session", scopeAny, s.session)
+	// The instance's own log, for operators.
+	s.handleAs("GET /v1/system/events", stele.ScopeOperator, SystemWorkspace, s.listEvents)
+	s.handleAs("GET /v1/system/events/{id}", stele.ScopeOperator, SystemWorkspace, s.getEvent)
+	s.handleAs("GET /v1/system/export", stele.ScopeOperator, SystemWorkspace, s.exportEvents)
+	s.handleAs("GET /v1/system/checkpoint", stele.ScopeOperator, SystemWorkspace, s.getCheckpoint)
+	s.handleAs("GET /v1/system/log/key", stele.ScopeOperator, SystemWorkspace, s.getLogKey)
+	s.handleAs("GET /v1/system/proofs/inclusion", stele.ScopeOperator, SystemWorkspace, s.getInclusionProof)
+	s.handleAs("GET /v1/system/proofs/consistency", stele.ScopeOperator, SystemWorkspace, s.getConsistencyProof)
 	// Unauthenticated.
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
@@ -124,32 +169,102 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // their handlers beside the API.
 func (s *Server) Mux() *http.ServeMux { return s.mux }
 
-// handlerFunc is an API handler: it returns an error instead of writing one.
-type handlerFunc func(w http.ResponseWriter, r *http.Request, p *Principal) error
+// handlerFunc is an API handler. It gets the authenticated principal and
+// the store as the principal's workspace sees it, and returns an error
+// instead of writing one.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error
 
-// handle mounts h on pattern behind authentication and the scope check.
+// handle mounts h on pattern behind authentication, the scope check and the
+// rate limit, in the principal's workspace.
 func (s *Server) handle(pattern, scope string, h handlerFunc) {
+	s.handleAs(pattern, scope, "", h)
+}
+
+// handleAs is handle with the workspace fixed to ws (for the operator's
+// view of the system log) instead of the principal's.
+func (s *Server) handleAs(pattern, scope, ws string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
-		p, err := s.authenticate(r)
-		if err == nil {
-			err = p.require(scope)
-			if err != nil {
-				s.denied(r, p, err)
-			}
-		}
-		if err == nil {
-			err = h(w, r, p)
-		}
+		err := s.serveAuthenticated(w, r, scope, ws, h)
 		if err != nil {
 			if stele.KindOf(err) == stele.KindInternal {
 				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeError(w, r, err)
 		}
-		s.m.requests.WithLabelValues(pattern, http.StatusText(statusOf(err))).Inc()
+		status := "2xx"
+		if err != nil {
+			status = strconv.Itoa(statusOf(err))
+		}
+		s.m.requests.WithLabelValues(pattern, status).Inc()
 		s.m.latency.WithLabelValues(pattern).Observe(s.now().Sub(start).Seconds())
 	})
+}
+
+func (s *Server) serveAuthenticated(w http.ResponseWriter, r *http.Request, scope, ws string, h handlerFunc) error {
+	p, rej, err := s.authenticate(r)
+	if rej != nil {
+		s.failures.rejected(r, rej)
+	}
+	if err != nil {
+		if p != nil && stele.KindOf(err) == stele.KindForbidden {
+			s.failures.denied(r, p, "csrf", nil)
+		}
+		return err
+	}
+	if err := p.require(scope); err != nil {
+		s.failures.denied(r, p, "scope", nil)
+		return err
+	}
+	limiter, class := s.reads, "read"
+	if !safeMethod(r.Method) {
+		limiter, class = s.ingest, "write"
+	}
+	if wait := limiter.allow(p.credential(), s.now()); wait > 0 {
+		return &stele.Error{Kind: stele.KindRateLimited, Message: "rate limit for " + class + " requests exceeded", RetryAfter: int(wait.Seconds()) + 1}
+	}
+	if ws == "" {
+		ws = p.Workspace
+	}
+	err = h(w, r, p, stele.In(s.store, ws))
+	var foreign *stele.ForeignError
+	if errors.As(err, &foreign) {
+		s.failures.denied(r, p, "foreign", foreign)
+	}
+	return err
+}
+
+// credential names p's credential for rate limits.
+func (p *Principal) credential() string {
+	if p.User != nil {
+		return "user:" + p.User.ID
+	}
+	return "key:" + p.KeyID
+}
+
+// peerIP is the socket's peer address, whatever the headers say.
+func peerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// recordAbout appends an event the service writes about principal p's
+// action to ws's log, and waits for its commit.
+func (s *Server) recordAbout(ctx context.Context, ws string, p *Principal, typ string, res *stele.Resource, context map[string]any) error {
+	var raw []byte
+	if context != nil {
+		var err error
+		if raw, err = json.Marshal(context); err != nil {
+			return err
+		}
+	}
+	if err := s.record(ctx, ws, stele.EventBody{Type: typ, Actor: p.actor(), IP: p.IP, Resource: res, Context: raw}); err != nil {
+		return &stele.Error{Kind: stele.KindUnavailable, Message: "the change could not be recorded in the audit log", RetryAfter: 1, Err: err}
+	}
+	return nil
 }
 
 // record appends an event the service itself writes (a read of the log, a

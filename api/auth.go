@@ -36,7 +36,7 @@ func NewKeySecret(ws string) (id, secret, full string) {
 	return id, secret, keyPrefix + ws + "_" + id + "_" + secret
 }
 
-// HashSecret is the stored form of a key secret.
+// HashSecret is the stored form of a key secret or session token.
 func HashSecret(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]
@@ -70,64 +70,103 @@ func ValidWorkspaceID(id string) bool {
 	return true
 }
 
-// Principal is who is making a request: always one workspace.
+// Principal is who is making a request: an API key or a signed-in user,
+// always of exactly one workspace.
 type Principal struct {
 	Workspace string
-	KeyID     string
-	KeyName   string
 	Scopes    []string
 	IP        string // source address (see clientIP)
+
+	KeyID   string // set for API keys
+	KeyName string
+
+	User    *stele.User // set for dashboard sessions
+	Session *stele.Session
 }
 
 // scopeAny admits every authenticated principal.
 const scopeAny = ""
 
-// has reports whether p holds scope; admin includes reading and writing events.
+// roleScopes are what a signed-in user may do.
+var roleScopes = map[string][]string{
+	stele.RoleOwner:  {stele.ScopeRead, stele.ScopeAdmin, scopeOwner},
+	stele.RoleAdmin:  {stele.ScopeRead, stele.ScopeAdmin},
+	stele.RoleViewer: {stele.ScopeRead},
+}
+
+// scopeOwner lets a user manage other owners; no API key holds it.
+const scopeOwner = "owner"
+
+// has reports whether p holds scope. A key's admin scope includes reading
+// and writing events; a user's admin role includes reading them.
 func (p *Principal) has(scope string) bool {
 	if scope == scopeAny || slices.Contains(p.Scopes, scope) {
 		return true
 	}
-	return (scope == stele.ScopeRead || scope == stele.ScopeWrite) && slices.Contains(p.Scopes, stele.ScopeAdmin)
+	if p.User == nil && (scope == stele.ScopeRead || scope == stele.ScopeWrite) {
+		return slices.Contains(p.Scopes, stele.ScopeAdmin)
+	}
+	return false
 }
 
 func (p *Principal) require(scope string) error {
 	if p.has(scope) {
 		return nil
 	}
-	return stele.Errorf(stele.KindForbidden, "this credential lacks the %s scope", scope)
+	what := "credential"
+	if p.User != nil {
+		what = p.User.Role + " role"
+	}
+	return &stele.Error{Kind: stele.KindForbidden, Message: "this " + what + " lacks the " + scope + " scope"}
 }
 
 // actor is how p appears in the events the service writes about it.
 func (p *Principal) actor() stele.Actor {
-	if p.KeyID == "" {
+	switch {
+	case p.User != nil:
+		return stele.Actor{Type: stele.ActorUser, ID: p.User.Email, Name: p.User.Name}
+	case p.KeyID == "":
 		return stele.Actor{Type: stele.ActorSystem, ID: "stele", Name: p.KeyName}
 	}
 	return stele.Actor{Type: stele.ActorAPIKey, ID: p.KeyID, Name: p.KeyName}
 }
 
 // errUnauthenticated is the one answer to every credential that does not
-// work: missing, malformed, unknown, wrong secret, expired or revoked keys
-// are indistinguishable from outside (AUT-02).
-var errUnauthenticated = &stele.Error{Kind: stele.KindUnauthenticated, Message: "a valid API key is required"}
+// work: missing, malformed, unknown, wrong secret, expired or revoked keys,
+// and dead sessions, are indistinguishable from outside (AUT-02).
+var errUnauthenticated = &stele.Error{Kind: stele.KindUnauthenticated, Message: "a valid API key or session is required"}
 
 // dummyHash is compared against when the key id is unknown, so that unknown
 // ids cost the same as wrong secrets.
 var dummyHash = HashSecret("stele-dummy-secret")
 
-func (s *Server) authenticate(r *http.Request) (*Principal, error) {
+// rejection is why a credential was refused: recorded, never answered.
+type rejection struct {
+	reason    string // missing, malformed, unknown, wrong_secret, wrong_workspace, revoked, expired, session
+	workspace string // the workspace the key's prefix names, if any
+	keyID     string
+}
+
+func (s *Server) authenticate(r *http.Request) (*Principal, *rejection, error) {
 	ip := s.clientIP(r)
 	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		if c, err := r.Cookie(sessionCookie); err == nil {
+			return s.authenticateSession(r, c.Value, ip)
+		}
+		return nil, &rejection{reason: "missing"}, errUnauthenticated
+	}
 	token, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok {
-		return nil, errUnauthenticated
+		return nil, &rejection{reason: "malformed"}, errUnauthenticated
 	}
 	ws, id, secret, ok := ParseKey(strings.TrimSpace(token))
 	if !ok {
-		return nil, errUnauthenticated
+		return nil, &rejection{reason: "malformed"}, errUnauthenticated
 	}
 	k, err := s.store.Key(r.Context(), id)
 	if err != nil && !errors.Is(err, stele.ErrNotFound) {
-		return nil, err
+		return nil, nil, err
 	}
 	want := dummyHash
 	if err == nil {
@@ -139,16 +178,23 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 	if !valid && err == nil && k.PrevSecretHash != nil && now.Before(k.PrevValidUntil) {
 		valid = subtle.ConstantTimeCompare(got, k.PrevSecretHash) == 1
 	}
-	if err != nil || !valid || k.Workspace != ws || !k.RevokedAt.IsZero() || (!k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt)) {
-		return nil, errUnauthenticated
+	rej := &rejection{workspace: ws, keyID: id}
+	switch {
+	case err != nil:
+		rej.reason = "unknown"
+	case !valid:
+		rej.reason = "wrong_secret"
+	case k.Workspace != ws:
+		rej.reason = "wrong_workspace"
+	case !k.RevokedAt.IsZero():
+		rej.reason = "revoked"
+	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
+		rej.reason = "expired"
+	default:
+		s.keys.touch(s, k.ID, now)
+		return &Principal{Workspace: k.Workspace, KeyID: k.ID, KeyName: k.Name, Scopes: k.Scopes, IP: ip}, nil, nil
 	}
-	s.keys.touch(s, k.ID, now)
-	return &Principal{Workspace: k.Workspace, KeyID: k.ID, KeyName: k.Name, Scopes: k.Scopes, IP: ip}, nil
-}
-
-// denied logs a scope failure.
-func (s *Server) denied(r *http.Request, p *Principal, err error) {
-	s.log.Warn("access denied", "workspace", p.Workspace, "key", p.KeyID, "method", r.Method, "path", r.URL.Path, "ip", p.IP)
+	return nil, rej, errUnauthenticated
 }
 
 // keyCache throttles last-used bookkeeping to one store write per key per

@@ -29,7 +29,7 @@ type ingestResponse struct {
 
 // postEvents is POST /v1/events: one event, {"events":[...]}, or NDJSON.
 // It answers 201 only once every event is durably in the log.
-func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
 	wait := r.URL.Query().Get("wait")
 	if wait != "" && wait != "checkpoint" {
 		return stele.FieldError("wait", "must be checkpoint or absent")
@@ -51,7 +51,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal
 	if err != nil {
 		return err
 	}
-	receipts, err := s.seq.Append(r.Context(), p.Workspace, drafts, stele.Emitter{Workspace: p.Workspace, KeyID: p.KeyID, IP: p.IP})
+	receipts, err := s.seq.Append(r.Context(), t.Workspace(), drafts, stele.Emitter{Workspace: t.Workspace(), KeyID: p.KeyID, IP: p.IP})
 	var conflict *sequencer.ConflictError
 	if errors.As(err, &conflict) {
 		return &stele.Error{Kind: stele.KindConflict, Field: stele.EventField(prefix, conflict.Index, "id"), Message: "this id is already logged with different content"}
@@ -66,7 +66,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		size = max(size, rc.Seq+1)
 	}
 	if wait == "checkpoint" {
-		cp, err := s.cps.Wait(r.Context(), p.Workspace, size)
+		cp, err := s.cps.Wait(r.Context(), t.Workspace(), size)
 		if err != nil {
 			return &stele.Error{Kind: stele.KindUnavailable, Message: "the events are durably logged (retrying with the same ids is safe) but no checkpoint covered them in time", Err: err}
 		}

@@ -9,8 +9,8 @@ import (
 
 // getCheckpoint is GET /v1/checkpoint: the latest signed checkpoint of the
 // caller's log, as the signed note text (text/plain), exactly as signed.
-func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	cp, err := s.store.LatestCheckpoint(r.Context(), p.Workspace)
+func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
+	cp, err := t.LatestCheckpoint(r.Context())
 	if errors.Is(err, stele.ErrNotFound) {
 		return stele.Errorf(stele.KindNotFound, "no checkpoint has been signed for this log yet")
 	}
@@ -24,8 +24,8 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request, p *Princi
 
 // getLogKey is GET /v1/log/key: the note verifier key of the caller's log
 // (text/plain, one line), whose name is the log's origin.
-func (s *Server) getLogKey(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) getLogKey(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte(s.key.VerifierKey(s.key.Origin(p.Workspace)) + "\n"))
+	w.Write([]byte(s.key.VerifierKey(s.key.Origin(t.Workspace())) + "\n"))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -90,7 +91,7 @@ type listResponse struct {
 }
 
 // listEvents is GET /v1/events: one page of matching events.
-func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
 	q, values, err := s.parseRead(r, "limit", "cursor")
 	if err != nil {
 		return err
@@ -104,7 +105,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		limit = n
 	}
 	query := stele.Query{Filter: q.filter, Order: q.order, Limit: limit}
-	digest := q.digest(p.Workspace)
+	digest := q.digest(t.Workspace())
 	continued := values.Has("cursor")
 	if continued {
 		cur, ok := s.cursors.decode(values.Get("cursor"))
@@ -114,7 +115,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		query.After = &stele.Position{TimeNS: cur.TimeNS, Seq: cur.Seq}
 		query.Below = cur.Below
 	} else {
-		head, err := s.store.Head(r.Context(), p.Workspace)
+		head, err := t.Head(r.Context())
 		if err != nil {
 			return err
 		}
@@ -123,7 +124,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 	resp := listResponse{Events: []json.RawMessage{}}
 	var last *stele.StoredEvent
 	if query.Below > 0 {
-		events, err := s.store.Query(r.Context(), p.Workspace, query)
+		events, err := t.Query(r.Context(), query)
 		if err != nil {
 			return err
 		}
@@ -143,7 +144,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		resp.NextCursor = s.cursors.encode(cursor{Order: q.order, TimeNS: pos.TimeNS, Seq: pos.Seq, Below: query.Below, Query: digest})
 	}
 	ctx := map[string]any{"kind": "events", "filters": q.filters(), "rows": len(resp.Events), "continued": continued}
-	if err := s.recordRead(r, p, "auditlog.queried", ctx); err != nil {
+	if err := s.recordRead(r, p, t, "auditlog.queried", ctx); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -164,31 +165,27 @@ type inclusionProof struct {
 	Hashes []string `json:"hashes"`
 }
 
-func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
 	id := r.PathValue("id")
-	e, err := s.store.EventByID(r.Context(), p.Workspace, id)
+	e, err := t.EventByID(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	resp := eventResponse{Event: export.AppendEvent(nil, e)}
-	cp, err := s.store.LatestCheckpoint(r.Context(), p.Workspace)
+	cp, err := t.LatestCheckpoint(r.Context())
 	if err == nil && cp.Size > e.Seq {
-		proof, err := tlog.ProveRecord(cp.Size, e.Seq, s.hashReader(r, p.Workspace))
+		proof, err := tlog.ProveRecord(cp.Size, e.Seq, t.HashReader(r.Context()))
 		if err != nil {
 			return fmt.Errorf("couldn't prove inclusion of %d in %d: %w", e.Seq, cp.Size, err)
 		}
 		resp.Proof = &inclusionProof{Index: e.Seq, Size: cp.Size, Hashes: hashStrings(proof)}
 		resp.Checkpoint = string(cp.Note)
 	}
-	if err := s.recordRead(r, p, "auditlog.queried", map[string]any{"kind": "event", "id": id, "rows": 1}); err != nil {
+	if err := s.recordRead(r, p, t, "auditlog.queried", map[string]any{"kind": "event", "id": id, "rows": 1}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
-}
-
-func (s *Server) hashReader(r *http.Request, ws string) tlog.HashReader {
-	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) { return s.store.TreeHashes(r.Context(), ws, idx) })
 }
 
 func hashStrings(hs []tlog.Hash) []string {
@@ -200,7 +197,7 @@ func hashStrings(hs []tlog.Hash) []string {
 }
 
 // exportEvents is GET /v1/export: every matching event, streamed.
-func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
 	q, values, err := s.parseRead(r, "format")
 	if err != nil {
 		return err
@@ -212,21 +209,21 @@ func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Princip
 	if format != export.CSV && format != export.JSON && format != export.NDJSON {
 		return stele.FieldError("format", "must be csv, json or ndjson")
 	}
-	head, err := s.store.Head(r.Context(), p.Workspace)
+	head, err := t.Head(r.Context())
 	if err != nil {
 		return err
 	}
 	query := stele.Query{Filter: q.filter, Order: q.order, Below: head.Size}
-	rows, err := s.store.Count(r.Context(), p.Workspace, query)
+	rows, err := t.Count(r.Context(), query)
 	if err != nil {
 		return err
 	}
 	// The access event is durable before the first byte is sent (D3).
 	ctx := map[string]any{"filters": q.filters(), "format": format, "rows": rows, "log_size": head.Size}
-	if err := s.recordRead(r, p, "auditlog.exported", ctx); err != nil {
+	if err := s.recordRead(r, p, t, "auditlog.exported", ctx); err != nil {
 		return err
 	}
-	name := fmt.Sprintf("stele-%s-%s.%s", p.Workspace, s.now().UTC().Format("20060102T150405Z"), format)
+	name := fmt.Sprintf("stele-%s-%s.%s", strings.TrimPrefix(t.Workspace(), "_"), s.now().UTC().Format("20060102T150405Z"), format)
 	w.Header().Set("Content-Type", export.ContentType(format))
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("X-Stele-Rows", strconv.FormatInt(rows, 10))
@@ -236,14 +233,14 @@ func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Princip
 	}
 	w.WriteHeader(http.StatusOK)
 	if query.Below > 0 {
-		err = s.store.Scan(r.Context(), p.Workspace, query, ew.Write)
+		err = t.Scan(r.Context(), query, ew.Write)
 	}
 	if err == nil {
 		err = ew.Close()
 	}
 	if err != nil {
 		// Headers are sent: the only honest signal left is a broken stream.
-		s.log.Warn("export interrupted", "workspace", p.Workspace, "err", err)
+		s.log.Warn("export interrupted", "workspace", t.Workspace(), "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	return nil
@@ -267,7 +264,7 @@ const maxBuckets = 10000
 
 // histogram is GET /v1/stats/histogram: counts per bucket, every bucket of
 // [since, until) present (zero-filled), for charts.
-func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
 	q, values, err := s.parseRead(r, "interval")
 	if err != nil {
 		return err
@@ -299,7 +296,7 @@ func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal)
 	if n := f.Until.Sub(start) / step; n > maxBuckets {
 		return stele.FieldError("interval", "%s buckets over this range would be %d; the maximum is %d", values.Get("interval"), n, maxBuckets)
 	}
-	buckets, err := s.store.Histogram(r.Context(), p.Workspace, f, step)
+	buckets, err := t.Histogram(r.Context(), f, step)
 	if err != nil {
 		return err
 	}
@@ -315,7 +312,7 @@ func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal)
 		resp.Total += n
 	}
 	ctx := map[string]any{"kind": "histogram", "filters": q.filters(), "interval": resp.Interval, "rows": resp.Total}
-	if err := s.recordRead(r, p, "auditlog.queried", ctx); err != nil {
+	if err := s.recordRead(r, p, t, "auditlog.queried", ctx); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -324,14 +321,14 @@ func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal)
 
 // recordRead appends the access event of a read of ws's log, and refuses the
 // read when it cannot (D3, AUT-13).
-func (s *Server) recordRead(r *http.Request, p *Principal, typ string, context map[string]any) error {
+func (s *Server) recordRead(r *http.Request, p *Principal, t stele.Tenant, typ string, context map[string]any) error {
 	raw, err := json.Marshal(context)
 	if err != nil {
 		return err
 	}
 	b := stele.EventBody{Type: typ, Actor: p.actor(), IP: p.IP, Context: raw,
-		Resource: &stele.Resource{Type: "auditlog", ID: p.Workspace}}
-	if err := s.record(r.Context(), p.Workspace, b); err != nil {
+		Resource: &stele.Resource{Type: "auditlog", ID: t.Workspace()}}
+	if err := s.record(r.Context(), t.Workspace(), b); err != nil {
 		return &stele.Error{Kind: stele.KindUnavailable, Message: "the read could not be recorded in the audit log, so it was refused", RetryAfter: 1, Err: err}
 	}
 	return nil

@@ -37,8 +37,12 @@ type serveConfig struct {
 	TrustedProxies []netip.Prefix // --trusted-proxy: peers whose X-Forwarded-For is believed
 	TLSCert        string         // --tls-cert: serve HTTPS with this certificate
 	TLSKey         string         // --tls-key: and this private key
-	AdminKey       string         // STELE_ADMIN_KEY: the operator key installed at first start
 	LogLevel       slog.Level     // --log-level
+	Limits         api.Limits     // --rate-ingest, --rate-read, --login-rate
+	KeyGrace       time.Duration  // --key-rotation-grace: default life of a rotated key's old secret
+	// Bootstrap holds STELE_ADMIN_KEY, STELE_ADMIN_EMAIL and
+	// STELE_ADMIN_PASSWORD, used at first start only.
+	Bootstrap api.BootstrapConfig
 }
 
 func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
@@ -54,6 +58,11 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	c.Limits = api.DefaultLimits
+	fs.Float64Var(&c.Limits.IngestPerSecond, "rate-ingest", c.Limits.IngestPerSecond, "append requests per second per API key (0: unlimited)")
+	fs.Float64Var(&c.Limits.ReadPerSecond, "rate-read", c.Limits.ReadPerSecond, "read requests per second per API key or user (0: unlimited)")
+	fs.IntVar(&c.Limits.LoginsPerMinutePerIP, "login-rate", c.Limits.LoginsPerMinutePerIP, "login attempts per minute per source address")
+	fs.DurationVar(&c.KeyGrace, "key-rotation-grace", 0, "how long a rotated API key's old secret keeps working unless the rotation says otherwise")
 	if err := parse(fs, args); err != nil {
 		return c, err
 	}
@@ -86,7 +95,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("--log-level: %w", err)
 	}
-	c.AdminKey = os.Getenv("STELE_ADMIN_KEY")
+	c.Bootstrap = api.BootstrapConfig{AdminKey: os.Getenv("STELE_ADMIN_KEY"), AdminEmail: os.Getenv("STELE_ADMIN_EMAIL"),
+		AdminPassword: os.Getenv("STELE_ADMIN_PASSWORD")}
 	return c, nil
 }
 
@@ -124,7 +134,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	seq := sequencer.New(store, key.MACKey(), sequencer.Config{Lanes: 1, Logger: logger, OnCommit: cps.Committed, Metrics: m})
 	var started atomic.Bool
 	srv := api.New(api.Config{Store: store, Sequencer: seq, Checkpointer: cps, Key: key, Logger: logger, Registry: reg,
-		TrustedProxies: cfg.TrustedProxies, Ready: func() error {
+		TrustedProxies: cfg.TrustedProxies, Limits: &cfg.Limits, KeyRotationGrace: cfg.KeyGrace, Ready: func() error {
 			if !started.Load() {
 				return errors.New("start-up self-check in progress")
 			}
@@ -143,6 +153,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	cpDone := make(chan struct{})
 	go func() { cps.Run(cpCtx); close(cpDone) }()
 	drain := func() {
+		srv.Close()
 		seq.Close()
 		stopCheckpointer()
 		<-cpDone
@@ -153,7 +164,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 		cancel()
 	}
 
-	boot, err := bootstrap(ctx, srv, store, cfg.AdminKey)
+	boot, err := bootstrap(ctx, srv, store, cfg.Bootstrap)
 	if err != nil {
 		drain()
 		return err
@@ -234,23 +245,23 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 
 // bootResult is what a first start created.
 type bootResult struct {
-	created     bool
-	operatorKey string
+	created bool
+	api.BootstrapResult
 }
 
-// bootstrap creates, on first start, the system log, the default workspace
-// and its operator key (STELE_ADMIN_KEY, or a new one).
-func bootstrap(ctx context.Context, srv *api.Server, store stele.Store, adminKey string) (bootResult, error) {
+// bootstrap creates, on first start, the system log, the default workspace,
+// its operator key and its first user.
+func bootstrap(ctx context.Context, srv *api.Server, store stele.Store, cfg api.BootstrapConfig) (bootResult, error) {
 	if _, err := store.Workspace(ctx, "default"); err == nil {
 		return bootResult{}, nil
 	} else if !errors.Is(err, stele.ErrNotFound) {
 		return bootResult{}, err
 	}
-	key, err := api.Bootstrap(ctx, srv, adminKey)
+	res, err := api.Bootstrap(ctx, srv, cfg)
 	if err != nil {
 		return bootResult{}, err
 	}
-	return bootResult{created: true, operatorKey: key}, nil
+	return bootResult{created: true, BootstrapResult: res}, nil
 }
 
 // selfCheck verifies every log before the server takes traffic (DUR-05).
@@ -312,11 +323,16 @@ func printBanner(w io.Writer, url string, key *checkpoint.Key, keyCreated bool, 
 		fmt.Fprintln(w, "  signing key:  created; back it up and keep it out of the database's backups")
 	}
 	if boot.created {
-		if boot.operatorKey != "" {
-			fmt.Fprintf(w, "  operator key: %s\n", boot.operatorKey)
+		if boot.OperatorKey != "" {
+			fmt.Fprintf(w, "  operator key: %s\n", boot.OperatorKey)
 			fmt.Fprintln(w, "                shown once: it administers the default workspace and may create workspaces")
 		} else {
 			fmt.Fprintln(w, "  operator key: installed from STELE_ADMIN_KEY")
+		}
+		if boot.AdminPassword != "" {
+			fmt.Fprintf(w, "  dashboard:    %s/ — sign in as %s with password %s (shown once)\n", url, boot.AdminEmail, boot.AdminPassword)
+		} else {
+			fmt.Fprintf(w, "  dashboard:    %s/ — sign in as %s with STELE_ADMIN_PASSWORD\n", url, boot.AdminEmail)
 		}
 	}
 	if demoKey != "" {

@@ -86,7 +86,9 @@ func startServer(t *testing.T, dataDir string, extra ...func(*serveConfig)) *tes
 		dataDir = t.TempDir()
 	}
 	key := fixedOperatorKey
-	cfg := serveConfig{DataDir: dataDir, Listen: "127.0.0.1:0", Name: "stele.test", SigningKey: filepath.Join(dataDir, "signing.key"), AdminKey: key}
+	cfg := serveConfig{DataDir: dataDir, Listen: "127.0.0.1:0", Name: "stele.test", SigningKey: filepath.Join(dataDir, "signing.key"),
+		Limits: api.Limits{LoginsPerMinutePerIP: 1000, LoginFreeFailures: 5, LoginMaxLockout: time.Minute},
+		Bootstrap: api.BootstrapConfig{AdminKey: key, AdminEmail: adminEmail, AdminPassword: adminPassword}}
 	for _, f := range extra {
 		f(&cfg)
 	}
@@ -122,6 +124,12 @@ func (ts *testServer) stop(t *testing.T) {
 		t.Error("serve did not stop within 60s")
 	}
 }
+
+// The bootstrap admin user of test servers.
+const (
+	adminEmail    = "admin@stele.test"
+	adminPassword = "correct horse battery staple"
+)
 
 // fixedOperatorKey is installed through STELE_ADMIN_KEY in tests.
 var fixedOperatorKey = func() string {

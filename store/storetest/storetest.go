@@ -40,6 +40,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("WorkspacesAreIsolated", func(t *testing.T) { testIsolation(t, open) })
 	t.Run("Checkpoints", func(t *testing.T) { testCheckpoints(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
+	t.Run("UsersAndSessions", func(t *testing.T) { testUsers(t, open) })
 	t.Run("Immutability", func(t *testing.T) { testImmutability(t, open) })
 	t.Run("Filters", func(t *testing.T) { testFilters(t, open) })
 	t.Run("CursorStableUnderAppends", func(t *testing.T) { testCursorUnderAppends(t, open) })

@@ -104,3 +104,28 @@ CREATE TRIGGER logs_never_shrink BEFORE UPDATE ON logs WHEN NEW.size < OLD.size
 BEGIN SELECT RAISE(ABORT, 'stele: a log never shrinks'); END;
 CREATE TRIGGER logs_no_delete BEFORE DELETE ON logs
 BEGIN SELECT RAISE(ABORT, 'stele: logs are never deleted'); END;
+
+CREATE TABLE users (
+	id            TEXT PRIMARY KEY,
+	ws            INTEGER NOT NULL REFERENCES workspaces(n),
+	email         TEXT NOT NULL UNIQUE,
+	name          TEXT NOT NULL,
+	role          TEXT NOT NULL,
+	password_hash TEXT NOT NULL,
+	created_ns    INTEGER NOT NULL,
+	disabled_ns   INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX users_ws ON users (ws, email);
+
+CREATE TABLE sessions (
+	token_hash  BLOB PRIMARY KEY,
+	id          TEXT NOT NULL UNIQUE,
+	user_id     TEXT NOT NULL REFERENCES users(id),
+	ws          INTEGER NOT NULL REFERENCES workspaces(n),
+	csrf_token  TEXT NOT NULL,
+	ip          TEXT NOT NULL,
+	created_ns  INTEGER NOT NULL,
+	expires_ns  INTEGER NOT NULL,
+	revoked_ns  INTEGER NOT NULL DEFAULT 0
+) STRICT, WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions (user_id);
