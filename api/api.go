@@ -84,6 +84,9 @@ func New(cfg Config) *Server {
 		l := DefaultLimits
 		cfg.Limits = &l
 	}
+	if cfg.Limits.FailuresPerMinute <= 0 {
+		cfg.Limits.FailuresPerMinute = DefaultLimits.FailuresPerMinute
+	}
 	s := &Server{
 		cfg: cfg, store: cfg.Store, seq: cfg.Sequencer, cps: cfg.Checkpointer, key: cfg.Key, log: cfg.Logger, now: cfg.Now,
 		mux: http.NewServeMux(), keys: newKeyCache(), cursors: cursorCodec{key: derive(cfg.Key.MACKey(), "cursor")},

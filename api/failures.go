@@ -31,7 +31,6 @@ type failureLog struct {
 }
 
 const (
-	failuresPerWindow = 10
 	failureWindowLen  = time.Minute
 	maxFailureWindows = 10000 // beyond this many sources, aggregate by workspace and type
 )
@@ -73,7 +72,7 @@ func (f *failureLog) note(ws string, b stele.EventBody) {
 		w = &failureWindow{start: now}
 		f.windows[k] = w
 	}
-	individual := w.logged < failuresPerWindow
+	individual := w.logged < f.s.cfg.Limits.FailuresPerMinute
 	if individual {
 		select {
 		case f.queue <- failureEvent{ws: ws, body: b}:
@@ -189,7 +188,7 @@ func (f *failureLog) denied(r *http.Request, p *Principal, reason string, foreig
 		"target_workspace": foreign.Target, "target": map[string]string{"kind": foreign.Kind, "id": foreign.ID}})
 	sys.Context = sysCtx
 	f.note(SystemWorkspace, sys)
-	victimCtx, _ := json.Marshal(map[string]any{"reason": "another workspace referred to this " + foreign.Kind,
+	victimCtx, _ := json.Marshal(map[string]any{"reason": "another workspace referred to this " + foreign.Kind, "method": r.Method, "path": r.URL.Path,
 		"target": map[string]string{"kind": foreign.Kind, "id": foreign.ID}})
 	f.note(foreign.Target, stele.EventBody{Type: "access.denied", Actor: stele.Actor{Type: stele.ActorSystem, ID: "stele", Name: "another workspace"},
 		IP: p.IP, Context: victimCtx, Resource: &stele.Resource{Type: foreign.Kind, ID: foreign.ID}})

@@ -20,10 +20,15 @@ type Limits struct {
 	// LoginMaxLockout.
 	LoginFreeFailures int
 	LoginMaxLockout   time.Duration
+	// FailuresPerMinute is how many refusals per workspace, type and source
+	// address are logged one by one each minute before the rest are
+	// aggregated (AUT-14).
+	FailuresPerMinute int
 }
 
 // DefaultLimits are the limits when the configuration says nothing.
-var DefaultLimits = Limits{IngestPerSecond: 500, ReadPerSecond: 50, LoginsPerMinutePerIP: 30, LoginFreeFailures: 5, LoginMaxLockout: 15 * time.Minute}
+var DefaultLimits = Limits{IngestPerSecond: 500, ReadPerSecond: 50, LoginsPerMinutePerIP: 30, LoginFreeFailures: 5,
+	LoginMaxLockout: 15 * time.Minute, FailuresPerMinute: 10}
 
 // maxLimiters bounds the limiter maps; beyond it, idle entries are dropped.
 const maxLimiters = 100000

@@ -265,3 +265,12 @@ func (c *Client) Post(ctx context.Context, path string, v, out any) error {
 func (c *Client) Delete(ctx context.Context, path string, out any) error {
 	return c.do(ctx, http.MethodDelete, path, nil, "", false, out)
 }
+
+// Patch sends v as JSON to path with PATCH and decodes the answer into out.
+func (c *Client) Patch(ctx context.Context, path string, v, out any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPatch, path, body, "application/json", false, out)
+}

@@ -62,6 +62,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Float64Var(&c.Limits.IngestPerSecond, "rate-ingest", c.Limits.IngestPerSecond, "append requests per second per API key (0: unlimited)")
 	fs.Float64Var(&c.Limits.ReadPerSecond, "rate-read", c.Limits.ReadPerSecond, "read requests per second per API key or user (0: unlimited)")
 	fs.IntVar(&c.Limits.LoginsPerMinutePerIP, "login-rate", c.Limits.LoginsPerMinutePerIP, "login attempts per minute per source address")
+	fs.IntVar(&c.Limits.FailuresPerMinute, "failures-logged", c.Limits.FailuresPerMinute, "refusals per minute, workspace and source address logged one by one before the rest are aggregated")
 	fs.DurationVar(&c.KeyGrace, "key-rotation-grace", 0, "how long a rotated API key's old secret keeps working unless the rotation says otherwise")
 	if err := parse(fs, args); err != nil {
 		return c, err

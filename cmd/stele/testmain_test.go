@@ -87,7 +87,7 @@ func startServer(t *testing.T, dataDir string, extra ...func(*serveConfig)) *tes
 	}
 	key := fixedOperatorKey
 	cfg := serveConfig{DataDir: dataDir, Listen: "127.0.0.1:0", Name: "stele.test", SigningKey: filepath.Join(dataDir, "signing.key"),
-		Limits:    api.Limits{LoginsPerMinutePerIP: 1000, LoginFreeFailures: 5, LoginMaxLockout: time.Minute},
+		Limits:    api.Limits{LoginsPerMinutePerIP: 1000, LoginFreeFailures: 5, LoginMaxLockout: time.Minute, FailuresPerMinute: 1000},
 		Bootstrap: api.BootstrapConfig{AdminKey: key, AdminEmail: adminEmail, AdminPassword: adminPassword}}
 	for _, f := range extra {
 		f(&cfg)
