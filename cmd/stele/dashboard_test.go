@@ -339,6 +339,75 @@ func TestDashboard(t *testing.T) {
 		}
 	})
 
+	step("free text, custom range and the chart, by keyboard", func(t *testing.T) {
+		tb.t = t
+		tb.do("open the log", chromedp.Navigate(ts.URL+"/"))
+		tb.waitLog(url.Values{})
+		tb.do("press /", chromedp.KeyEvent("/"))
+		tb.waitJS("focus in the search field", `document.activeElement.id === 'f-q'`)
+		// chromedp sends the character as its own event, which the page's
+		// preventDefault on keydown cannot cancel as it does for a person.
+		eval[chromedp.Void](tb, `document.querySelector('#f-q').value = ''`)
+		tb.do("search", chromedp.KeyEvent("udp\r"))
+		tb.waitLog(url.Values{"q": {"udp"}})
+		want := matching(events, stele.Filter{Text: []string{"udp"}})
+		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 3 {
+			t.Errorf("q=udp rows %v, want %v", got, want)
+		}
+		now := time.Now().UTC()
+		since, until := now.Add(-4*time.Hour).Truncate(time.Second), now.Add(-2*time.Hour).Truncate(time.Second)
+		eval[chromedp.Void](tb, `(() => { const r = document.querySelector('#f-range'); r.value = 'custom'; r.dispatchEvent(new Event('change')); })()`)
+		tb.do("choose a custom range", chromedp.WaitVisible(chromedp.ID("f-since")),
+			chromedp.SetValue(chromedp.ID("f-since"), since.Format("2006-01-02T15:04:05")),
+			chromedp.SetValue(chromedp.ID("f-until"), until.Format("2006-01-02T15:04:05")),
+			chromedp.Click(chromedp.ID("f-apply")))
+		tb.waitLog(url.Values{"q": {"udp"}, "since": {since.Format(time.RFC3339)}, "until": {until.Format(time.RFC3339)}})
+		want = matching(events, stele.Filter{Text: []string{"udp"}, Since: since, Until: until})
+		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 2 {
+			t.Errorf("custom range rows %v, want %v", got, want)
+		}
+		if got := tb.text("#chart figcaption"); !strings.HasPrefix(got, "Events per minute, ") {
+			t.Errorf("chart caption %q", got)
+		}
+		// A bar narrows the range to its minute.
+		tb.do("click a bar", chromedp.Click(chromedp.CSS("#chart svg .bars rect")))
+		tb.waitJS("the bar's range", `new URLSearchParams(location.search).get('since') !== `+jsString(since.Format(time.RFC3339))+
+			` && document.querySelector('#events').dataset.state === 'ready'`)
+		q := eval[string](tb, `location.search`)
+		v, _ := url.ParseQuery(strings.TrimPrefix(q, "?"))
+		from, err1 := time.Parse(time.RFC3339, v.Get("since"))
+		to, err2 := time.Parse(time.RFC3339, v.Get("until"))
+		if err1 != nil || err2 != nil || to.Sub(from) != time.Minute || v.Get("q") != "udp" {
+			t.Fatalf("after clicking a bar: %s", q)
+		}
+		want = matching(events, stele.Filter{Text: []string{"udp"}, Since: from, Until: to})
+		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) == 0 {
+			t.Errorf("bar rows %v, want %v", got, want)
+		}
+	})
+
+	step("empty and error states", func(t *testing.T) {
+		tb.t = t
+		tb.do("filter on nobody", chromedp.Navigate(ts.URL+"/?actor=nobody%40acme.com"))
+		tb.waitLog(url.Values{"actor": {"nobody@acme.com"}})
+		if got := tb.text("#events-body"); !strings.Contains(got, "No events match these filters.") {
+			t.Errorf("empty table shows %q", got)
+		}
+		if got := tb.text("#event-count") + " | " + tb.text("#chart"); got != "0 events | Events over time\nNo events to chart." {
+			t.Errorf("empty count and chart: %q", got)
+		}
+		tb.do("a bad filter from a URL", chromedp.Navigate(ts.URL+"/?ip=not-an-ip"))
+		tb.waitJS("the error state", `document.querySelector('#events')?.dataset.state === 'error'`)
+		if got := tb.text("#events-body [role=alert]"); !strings.Contains(got, "The events could not be loaded.") || !strings.Contains(got, "ip: must be an IP address") {
+			t.Errorf("error state shows %q", got)
+		}
+		if got := strings.Join(strings.Fields(tb.text("#extra-filters")), " "); !strings.Contains(got, "ip = not-an-ip") {
+			t.Errorf("the filter from the URL is not shown: %q", got)
+		}
+		tb.do("remove it", chromedp.Click(chromedp.CSS("#extra-filters .chip-remove")))
+		tb.waitLog(url.Values{})
+	})
+
 	step("count and load more", func(t *testing.T) {
 		tb.t = t
 		tb.do("filter by node", chromedp.Navigate(ts.URL+"/?node=load-test-01"))

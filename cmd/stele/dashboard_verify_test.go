@@ -183,6 +183,22 @@ func TestDashboardVerifyInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("display names as stele.DisplayName", func(t *testing.T) {
+		tb.t = t
+		var types []string
+		for _, ts := range stele.Catalog() {
+			types = append(types, ts...)
+		}
+		types = append(types, "a.b_c.d", "auditlog.queried", "x1.y_2")
+		in, _ := json.Marshal(types)
+		got := eval[[]string](tb, fmt.Sprintf(`import('/ui/js/dom.js').then((m) => %s.map(m.displayName))`, in))
+		for i, typ := range types {
+			if got[i] != stele.DisplayName(typ) {
+				t.Errorf("%s: browser %q, Go %q", typ, got[i], stele.DisplayName(typ))
+			}
+		}
+	})
+
 	t.Run("note key whose base64 holds a plus", func(t *testing.T) {
 		tb.t = t
 		var skey, vk string

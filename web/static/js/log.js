@@ -14,6 +14,7 @@ export const FILTER_PARAMS = ['actor', 'type', 'category', 'node', 'resource', '
 const EXTRA_PARAMS = ['resource', 'ip', 'outcome', 'order'];
 const PAGE_SIZE = 50;
 const PRESETS = [['', 'Any time'], ['1h', 'Last hour'], ['24h', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days']];
+const MAX_CHART_SPAN_MS = 3653 * 86400e3;
 const UNIT_MS = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
 
 // filtersFrom returns the filter parameters of a URL query, in a fixed
@@ -340,6 +341,12 @@ class LogPage {
       start = new Date(oldest);
       extra.since = oldest;
       label = `since the first matching event`;
+    }
+    // A day per bar: at most ten years of bars (the API draws 10,000).
+    if (end - start > MAX_CHART_SPAN_MS) {
+      start = new Date(end - MAX_CHART_SPAN_MS);
+      extra.since = start.toISOString();
+      label = 'the last ten years';
     }
     const interval = chooseInterval(end - start);
     extra.interval = interval;
