@@ -183,6 +183,14 @@ func (tb *tab) describe() string {
 	return s
 }
 
+// unlabeled lists the form controls of the page that have no label.
+func (tb *tab) unlabeled() []string {
+	tb.t.Helper()
+	return eval[[]string](tb, `[...document.querySelectorAll('input, select, textarea')]
+		.filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+		.map((el) => el.outerHTML.slice(0, 120))`)
+}
+
 // text returns the visible text of the element matching the CSS selector.
 func (tb *tab) text(css string) string {
 	tb.t.Helper()

@@ -40,134 +40,156 @@ func TestDashboardAdmin(t *testing.T) {
 	tb.do("open the dashboard", chromedp.Navigate(ts.URL+"/"))
 	tb.login(adminEmail, adminPassword)
 	tb.waitLog(url.Values{})
-	failed := false
-	step := func(name string, f func(t *testing.T)) {
-		if !failed && !t.Run(name, f) {
-			failed = true
+
+	run := &adminRun{tb: tb, ts: ts}
+	for _, step := range []struct {
+		name string
+		run  func(*adminRun, *testing.T)
+	}{
+		{"API keys: create, rotate, revoke", (*adminRun).keys},
+		{"users: add, change role, disable", (*adminRun).users},
+		{"settings", (*adminRun).settings},
+		{"a viewer sees no admin pages", (*adminRun).viewer},
+	} {
+		// Each step builds on the one before: stop at the first that fails.
+		if !t.Run(step.name, func(t *testing.T) { step.run(run, t) }) {
+			break
 		}
 	}
+}
 
-	step("API keys: create, rotate, revoke", func(t *testing.T) {
-		tb.t = t
-		tb.do("open API keys", chromedp.Click(chromedp.CSS(`nav a[href="/admin/keys"]`)), chromedp.WaitVisible(chromedp.ID("key-form")))
-		if p := eval[string](tb, `location.pathname`); p != "/admin/keys" {
-			t.Errorf("path %q", p)
-		}
-		tb.do("create a key", chromedp.SendKeys(chromedp.ID("key-name"), "ci-ingest"), chromedp.Click(chromedp.ID("key-create")))
-		first := tb.secret()
-		if !strings.HasPrefix(first, "stl_default_") {
-			t.Fatalf("secret shown: %q", first)
-		}
-		tb.screenshot("api-key-created.png")
-		if s := appendWith(t, ts, first); s != 201 {
-			t.Errorf("append with the new key: %d", s)
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(first, "stl_default_"), "_")
-		row := `#keys-body tr[data-id="` + id + `"]`
-		tb.waitJS("the key's row", `!!document.querySelector('`+row+`')`)
-		if got := tb.text(row + " td:nth-child(3)"); got != "events:write" {
-			t.Errorf("scopes shown %q", got)
-		}
+// keys: API keys are created (secret shown once), rotated and revoked, as
+// the API confirms.
+func (r *adminRun) keys(t *testing.T) {
+	tb, ts := r.tab(t), r.ts
+	tb.do("open API keys", chromedp.Click(chromedp.CSS(`nav a[href="/admin/keys"]`)), chromedp.WaitVisible(chromedp.ID("key-form")))
+	if p := eval[string](tb, `location.pathname`); p != "/admin/keys" {
+		t.Errorf("path %q", p)
+	}
+	tb.do("create a key", chromedp.SendKeys(chromedp.ID("key-name"), "ci-ingest"), chromedp.Click(chromedp.ID("key-create")))
+	first := tb.secret()
+	if !strings.HasPrefix(first, "stl_default_") {
+		t.Fatalf("secret shown: %q", first)
+	}
+	tb.screenshot("api-key-created.png")
+	if u := tb.unlabeled(); len(u) > 0 {
+		t.Errorf("form controls without a label: %v", u)
+	}
+	if s := appendWith(t, ts, first); s != 201 {
+		t.Errorf("append with the new key: %d", s)
+	}
+	id, _, _ := strings.Cut(strings.TrimPrefix(first, "stl_default_"), "_")
+	row := `#keys-body tr[data-id="` + id + `"]`
+	tb.waitJS("the key's row", `!!document.querySelector('`+row+`')`)
+	if got := tb.text(row + " td:nth-child(3)"); got != "events:write" {
+		t.Errorf("scopes shown %q", got)
+	}
 
-		tb.do("rotate", chromedp.Click(chromedp.CSS(row+` button[data-action=rotate]`)))
-		tb.clickConfirm()
-		tb.waitJS("a new secret", `document.querySelector('#secret-value')?.value !== `+jsString(first))
-		second := tb.secret()
-		if second == first || !strings.HasPrefix(second, "stl_default_"+id+"_") {
-			t.Fatalf("rotated secret %q (was %q)", second, first)
-		}
-		if s := appendWith(t, ts, first); s != 401 {
-			t.Errorf("old secret after rotation: %d, want 401", s)
-		}
-		if s := appendWith(t, ts, second); s != 201 {
-			t.Errorf("new secret: %d, want 201", s)
-		}
+	tb.do("rotate", chromedp.Click(chromedp.CSS(row+` button[data-action=rotate]`)))
+	tb.clickConfirm()
+	tb.waitJS("a new secret", `document.querySelector('#secret-value')?.value !== `+jsString(first))
+	second := tb.secret()
+	if second == first || !strings.HasPrefix(second, "stl_default_"+id+"_") {
+		t.Fatalf("rotated secret %q (was %q)", second, first)
+	}
+	if s := appendWith(t, ts, first); s != 401 {
+		t.Errorf("old secret after rotation: %d, want 401", s)
+	}
+	if s := appendWith(t, ts, second); s != 201 {
+		t.Errorf("new secret: %d, want 201", s)
+	}
 
-		tb.do("revoke", chromedp.Click(chromedp.CSS(row+` button[data-action=revoke]`)))
-		tb.clickConfirm()
-		tb.waitJS("the revoked status", `document.querySelector('`+row+`')?.innerText.includes('Revoked')`)
-		if s := appendWith(t, ts, second); s != 401 {
-			t.Errorf("revoked key: %d, want 401", s)
+	tb.do("revoke", chromedp.Click(chromedp.CSS(row+` button[data-action=revoke]`)))
+	tb.clickConfirm()
+	tb.waitJS("the revoked status", `document.querySelector('`+row+`')?.innerText.includes('Revoked')`)
+	if s := appendWith(t, ts, second); s != 401 {
+		t.Errorf("revoked key: %d, want 401", s)
+	}
+	_, body, _ := call(t, "GET", ts.URL+"/v1/events?type=api_key.*&actor="+url.QueryEscape(adminEmail), ts.Key, "", nil)
+	for _, typ := range []string{"api_key.created", "api_key.rotated", "api_key.revoked"} {
+		if !strings.Contains(string(body), `"`+typ+`"`) {
+			t.Errorf("no %s event by the admin: %s", typ, body)
 		}
-		_, body, _ := call(t, "GET", ts.URL+"/v1/events?type=api_key.*&actor="+url.QueryEscape(adminEmail), ts.Key, "", nil)
-		for _, typ := range []string{"api_key.created", "api_key.rotated", "api_key.revoked"} {
-			if !strings.Contains(string(body), `"`+typ+`"`) {
-				t.Errorf("no %s event by the admin: %s", typ, body)
+	}
+}
+
+// users: users are added, their role changed and disabled, as the API confirms.
+func (r *adminRun) users(t *testing.T) {
+	tb, ts := r.tab(t), r.ts
+	tb.do("open users", chromedp.Click(chromedp.CSS(`nav a[href="/admin/users"]`)), chromedp.WaitVisible(chromedp.ID("user-form")))
+	tb.do("add a user", chromedp.SendKeys(chromedp.ID("user-email"), "carol@acme.com"), chromedp.SendKeys(chromedp.ID("user-name"), "Carol"),
+		chromedp.Click(chromedp.ID("user-create")))
+	password := tb.secret()
+	if len(password) < 12 {
+		t.Fatalf("generated password %q", password)
+	}
+	row := `#users-body tr[data-email="carol@acme.com"]`
+	tb.waitJS("carol's row", `!!document.querySelector('`+row+`')`)
+	eval[chromedp.Void](tb, `(() => { const s = document.querySelector('`+row+` select'); s.value = 'admin'; s.dispatchEvent(new Event('change')); })()`)
+	tb.waitJS("the new role", `document.querySelector('`+row+` select')?.value === 'admin' && document.getElementById('live').textContent.includes('now admin')`)
+	user := func() map[string]any {
+		_, body, _ := call(t, "GET", ts.URL+"/v1/users", ts.Key, "", nil)
+		var r struct{ Users []map[string]any }
+		json.Unmarshal(body, &r)
+		for _, u := range r.Users {
+			if u["email"] == "carol@acme.com" {
+				return u
 			}
 		}
-	})
+		t.Fatalf("carol is not a user: %s", body)
+		return nil
+	}
+	if u := user(); u["role"] != "admin" || u["name"] != "Carol" {
+		t.Errorf("carol after the role change: %v", u)
+	}
+	tb.do("disable", chromedp.Click(chromedp.CSS(row+` button[data-action=disable]`)))
+	tb.clickConfirm()
+	tb.waitJS("the disabled status", `document.querySelector('`+row+`')?.innerText.includes('Disabled')`)
+	if u := user(); u["disabled"] != true {
+		t.Errorf("carol after disabling: %v", u)
+	}
+	status, _, _ := call(t, "POST", ts.URL+"/v1/auth/login", "", "application/json", []byte(`{"email":"carol@acme.com","password":"`+password+`"}`))
+	if status != 401 {
+		t.Errorf("a disabled user signs in: %d", status)
+	}
+	tb.screenshot("users.png")
+	if u := tb.unlabeled(); len(u) > 0 {
+		t.Errorf("form controls without a label: %v", u)
+	}
+}
 
-	step("users: add, change role, disable", func(t *testing.T) {
-		tb.t = t
-		tb.do("open users", chromedp.Click(chromedp.CSS(`nav a[href="/admin/users"]`)), chromedp.WaitVisible(chromedp.ID("user-form")))
-		tb.do("add a user", chromedp.SendKeys(chromedp.ID("user-email"), "carol@acme.com"), chromedp.SendKeys(chromedp.ID("user-name"), "Carol"),
-			chromedp.Click(chromedp.ID("user-create")))
-		password := tb.secret()
-		if len(password) < 12 {
-			t.Fatalf("generated password %q", password)
-		}
-		row := `#users-body tr[data-email="carol@acme.com"]`
-		tb.waitJS("carol's row", `!!document.querySelector('`+row+`')`)
-		eval[chromedp.Void](tb, `(() => { const s = document.querySelector('`+row+` select'); s.value = 'admin'; s.dispatchEvent(new Event('change')); })()`)
-		tb.waitJS("the new role", `document.querySelector('`+row+` select')?.value === 'admin' && document.getElementById('live').textContent.includes('now admin')`)
-		user := func() map[string]any {
-			_, body, _ := call(t, "GET", ts.URL+"/v1/users", ts.Key, "", nil)
-			var r struct{ Users []map[string]any }
-			json.Unmarshal(body, &r)
-			for _, u := range r.Users {
-				if u["email"] == "carol@acme.com" {
-					return u
-				}
-			}
-			t.Fatalf("carol is not a user: %s", body)
-			return nil
-		}
-		if u := user(); u["role"] != "admin" || u["name"] != "Carol" {
-			t.Errorf("carol after the role change: %v", u)
-		}
-		tb.do("disable", chromedp.Click(chromedp.CSS(row+` button[data-action=disable]`)))
-		tb.clickConfirm()
-		tb.waitJS("the disabled status", `document.querySelector('`+row+`')?.innerText.includes('Disabled')`)
-		if u := user(); u["disabled"] != true {
-			t.Errorf("carol after disabling: %v", u)
-		}
-		status, _, _ := call(t, "POST", ts.URL+"/v1/auth/login", "", "application/json", []byte(`{"email":"carol@acme.com","password":"`+password+`"}`))
-		if status != 401 {
-			t.Errorf("a disabled user signs in: %d", status)
-		}
-		tb.screenshot("users.png")
-	})
+// settings: the settings page shows the log key the API serves, pinned in
+// the browser.
+func (r *adminRun) settings(t *testing.T) {
+	tb, ts := r.tab(t), r.ts
+	tb.do("open settings", chromedp.Click(chromedp.CSS(`nav a[href="/admin/settings"]`)), chromedp.WaitVisible(chromedp.ID("log-key")))
+	_, vkey, _ := call(t, "GET", ts.URL+"/v1/log/key", ts.Key, "", nil)
+	if got := tb.text("#log-key"); got != strings.TrimSpace(string(vkey)) {
+		t.Errorf("log key shown %q, API says %q", got, vkey)
+	}
+	if got := tb.text("#pin-state"); !strings.HasPrefix(got, "Pinned in this browser") {
+		t.Errorf("pin state %q", got)
+	}
+}
 
-	step("settings", func(t *testing.T) {
-		tb.t = t
-		tb.do("open settings", chromedp.Click(chromedp.CSS(`nav a[href="/admin/settings"]`)), chromedp.WaitVisible(chromedp.ID("log-key")))
-		_, vkey, _ := call(t, "GET", ts.URL+"/v1/log/key", ts.Key, "", nil)
-		if got := tb.text("#log-key"); got != strings.TrimSpace(string(vkey)) {
-			t.Errorf("log key shown %q, API says %q", got, vkey)
-		}
-		if got := tb.text("#pin-state"); !strings.HasPrefix(got, "Pinned in this browser") {
-			t.Errorf("pin state %q", got)
-		}
-	})
-
-	step("a viewer sees no admin pages", func(t *testing.T) {
-		tb.t = t
-		status, body, _ := call(t, "POST", ts.URL+"/v1/users", ts.Key, "application/json",
-			[]byte(`{"email":"dave@acme.com","role":"viewer","password":"dave's long password"}`))
-		if status != 201 {
-			t.Fatalf("create a viewer: %d %s", status, body)
-		}
-		viewer := newTab(t, ts)
-		viewer.do("open the keys page", chromedp.Navigate(ts.URL+"/admin/keys"))
-		viewer.login("dave@acme.com", "dave's long password")
-		viewer.waitJS("the page", `!!document.querySelector('main h1') && document.querySelector('main h1').textContent === 'API keys'`)
-		if got := viewer.text("main"); !strings.Contains(got, "Your role (viewer) cannot manage this") {
-			t.Errorf("viewer on /admin/keys sees %q", got)
-		}
-		if n := eval[int](viewer, `document.querySelectorAll('nav a[href="/admin/keys"], nav a[href="/admin/users"]').length`); n != 0 {
-			t.Errorf("viewer's navigation offers %d admin pages", n)
-		}
-	})
+// viewer: a viewer is offered no admin page and is refused one by URL.
+func (r *adminRun) viewer(t *testing.T) {
+	ts := r.ts
+	status, body, _ := call(t, "POST", ts.URL+"/v1/users", ts.Key, "application/json",
+		[]byte(`{"email":"dave@acme.com","role":"viewer","password":"dave's long password"}`))
+	if status != 201 {
+		t.Fatalf("create a viewer: %d %s", status, body)
+	}
+	viewer := newTab(t, ts)
+	viewer.do("open the keys page", chromedp.Navigate(ts.URL+"/admin/keys"))
+	viewer.login("dave@acme.com", "dave's long password")
+	viewer.waitJS("the page", `!!document.querySelector('main h1') && document.querySelector('main h1').textContent === 'API keys'`)
+	if got := viewer.text("main"); !strings.Contains(got, "Your role (viewer) cannot manage this") {
+		t.Errorf("viewer on /admin/keys sees %q", got)
+	}
+	if n := eval[int](viewer, `document.querySelectorAll('nav a[href="/admin/keys"], nav a[href="/admin/users"]').length`); n != 0 {
+		t.Errorf("viewer's navigation offers %d admin pages", n)
+	}
 }
 
 func jsString(s string) string {
@@ -222,4 +244,15 @@ func TestDashboardLogKeyChange(t *testing.T) {
 	if title := tb.verifyTitle(); !strings.HasPrefix(title, "Verified against checkpoint") {
 		t.Errorf("after accepting the key: %q", title)
 	}
+}
+
+// adminRun is the state TestDashboardAdmin's steps share.
+type adminRun struct {
+	tb *tab
+	ts *testServer
+}
+
+func (r *adminRun) tab(t *testing.T) *tab {
+	r.tb.t = t
+	return r.tb
 }

@@ -176,348 +176,389 @@ func TestDashboard(t *testing.T) {
 	events := seed(t, ts, dashboardEvents(time.Now()))
 	tb := newTab(t, ts)
 	tb.do("open the dashboard", chromedp.Navigate(ts.URL+"/"))
-	// Each step builds on the one before: stop at the first that fails.
-	failed := false
-	step := func(name string, f func(t *testing.T)) {
-		if !failed && !t.Run(name, f) {
-			failed = true
+
+	run := &dashboardRun{tb: tb, ts: ts, events: events}
+	for _, step := range []struct {
+		name string
+		run  func(*dashboardRun, *testing.T)
+	}{
+		{"failed login", (*dashboardRun).failedLogin},
+		{"login and see the seeded events", (*dashboardRun).loginSeesEvents},
+		{"table cells", (*dashboardRun).tableCells},
+		{"filter by actor", (*dashboardRun).filterByActor},
+		{"filter by type", (*dashboardRun).filterByType},
+		{"free text, custom range and the chart, by keyboard", (*dashboardRun).textRangeChart},
+		{"empty and error states", (*dashboardRun).emptyAndErrors},
+		{"count and load more", (*dashboardRun).countAndLoadMore},
+		{"detail verified", (*dashboardRun).detailVerified},
+		{"hostile text renders inert", (*dashboardRun).hostileText},
+		{"logout", (*dashboardRun).logout},
+	} {
+		// Each step builds on the one before: stop at the first that fails.
+		if !t.Run(step.name, func(t *testing.T) { step.run(run, t) }) {
+			break
 		}
 	}
+}
 
-	step("failed login", func(t *testing.T) {
-		tb.t = t
-		tb.login(adminEmail, "not the password")
-		tb.waitJS("the login error", `document.querySelector('#login-error')?.textContent !== ''`)
-		if got := tb.text("#login-error"); got != "Wrong email or password." {
-			t.Errorf("login error = %q", got)
-		}
-		tb.screenshot("login-failed.png")
-		// The failure is in the log, with the source address.
-		var failed []map[string]any
-		deadline := time.Now().Add(10 * time.Second)
-		for len(failed) == 0 && time.Now().Before(deadline) {
-			_, body, _ := call(t, "GET", ts.URL+"/v1/events?type=user.login_failed&actor="+url.QueryEscape(adminEmail), ts.Key, "", nil)
-			var r struct{ Events []map[string]any }
-			json.Unmarshal(body, &r)
-			failed = r.Events
-			time.Sleep(50 * time.Millisecond)
-		}
-		if len(failed) != 1 || failed[0]["ip"] != "127.0.0.1" || failed[0]["outcome"] != "failure" {
-			t.Fatalf("user.login_failed events: %v", failed)
-		}
-	})
+// failedLogin: a wrong password shows an error, and user.login_failed is
+// logged with the source address.
+func (r *dashboardRun) failedLogin(t *testing.T) {
+	tb, ts := r.tab(t), r.ts
+	tb.login(adminEmail, "not the password")
+	tb.waitJS("the login error", `document.querySelector('#login-error')?.textContent !== ''`)
+	if got := tb.text("#login-error"); got != "Wrong email or password." {
+		t.Errorf("login error = %q", got)
+	}
+	tb.screenshot("login-failed.png")
+	if u := tb.unlabeled(); len(u) > 0 {
+		t.Errorf("form controls without a label: %v", u)
+	}
+	// The failure is in the log, with the source address.
+	var failed []map[string]any
+	deadline := time.Now().Add(10 * time.Second)
+	for len(failed) == 0 && time.Now().Before(deadline) {
+		_, body, _ := call(t, "GET", ts.URL+"/v1/events?type=user.login_failed&actor="+url.QueryEscape(adminEmail), ts.Key, "", nil)
+		var page struct{ Events []map[string]any }
+		json.Unmarshal(body, &page)
+		failed = page.Events
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(failed) != 1 || failed[0]["ip"] != "127.0.0.1" || failed[0]["outcome"] != "failure" {
+		t.Fatalf("user.login_failed events: %v", failed)
+	}
+}
 
-	step("login and see the seeded events", func(t *testing.T) {
-		tb.t = t
-		tb.login(adminEmail, adminPassword)
-		tb.waitLog(url.Values{})
-		rows := tb.rows()
-		shown := rowIDs(rows)
-		for _, e := range events[:len(events)-60] {
-			if !slices.Contains(shown, e.ID) {
-				t.Errorf("seeded %s (%s) is not in the table", e.Body.Type, e.ID)
+// loginSeesEvents: signing in shows the seeded events, newest first, with
+// the count and the chart.
+func (r *dashboardRun) loginSeesEvents(t *testing.T) {
+	tb, events := r.tab(t), r.events
+	tb.login(adminEmail, adminPassword)
+	tb.waitLog(url.Values{})
+	rows := tb.rows()
+	shown := rowIDs(rows)
+	for _, e := range events[:len(events)-60] {
+		if !slices.Contains(shown, e.ID) {
+			t.Errorf("seeded %s (%s) is not in the table", e.Body.Type, e.ID)
+		}
+	}
+	// Newest first.
+	times := make([]string, len(rows))
+	for i, r := range rows {
+		times[i] = r.Cells[0]
+	}
+	if !slices.IsSortedFunc(times, func(a, b string) int { return strings.Compare(b, a) }) {
+		t.Errorf("rows are not newest first: %v", times)
+	}
+	if got := tb.text(".who"); !strings.Contains(got, adminEmail) {
+		t.Errorf("top bar shows %q, want the signed-in user", got)
+	}
+	if n := eval[int](tb, `document.querySelectorAll('#chart svg rect').length`); n == 0 {
+		t.Errorf("the chart has no bars")
+	}
+	if got := tb.text("#event-count"); !strings.HasSuffix(got, " events") {
+		t.Errorf("count = %q", got)
+	}
+	tb.screenshot("log-view.png")
+	if u := tb.unlabeled(); len(u) > 0 {
+		t.Errorf("form controls without a label: %v", u)
+	}
+}
+
+// tableCells: the columns show time (UTC), display name, actor, node ·
+// resource and IP.
+func (r *dashboardRun) tableCells(t *testing.T) {
+	tb, events := r.tab(t), r.events
+	opened := find(events, func(b *stele.EventBody) bool { return b.Type == "incident.opened" && b.Node == "nyc-edge-01" })
+	started := find(events, func(b *stele.EventBody) bool { return b.Type == "pcap.started" })
+	downloaded := find(events, func(b *stele.EventBody) bool { return b.Type == "pcap.downloaded" })
+	want := map[string][]string{
+		opened.ID:     {opened.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Incident Opened", "system", "nyc-edge-01 · a3f7c2b1", ""},
+		started.ID:    {started.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Pcap Started", "system (auto)", "nyc-edge-01 · p-5e21b9", ""},
+		downloaded.ID: {downloaded.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Pcap Downloaded", "Alice Chen", "nyc-edge-01 · p-5e21b9", "203.0.113.42"},
+	}
+	for _, r := range tb.rows() {
+		if w, ok := want[r.ID]; ok {
+			if !slices.Equal(r.Cells, w) {
+				t.Errorf("row %s = %q, want %q", r.ID, r.Cells, w)
 			}
+			delete(want, r.ID)
 		}
-		// Newest first.
-		times := make([]string, len(rows))
-		for i, r := range rows {
-			times[i] = r.Cells[0]
-		}
-		if !slices.IsSortedFunc(times, func(a, b string) int { return strings.Compare(b, a) }) {
-			t.Errorf("rows are not newest first: %v", times)
-		}
-		if got := tb.text(".who"); !strings.Contains(got, adminEmail) {
-			t.Errorf("top bar shows %q, want the signed-in user", got)
-		}
-		if n := eval[int](tb, `document.querySelectorAll('#chart svg rect').length`); n == 0 {
-			t.Errorf("the chart has no bars")
-		}
-		if got := tb.text("#event-count"); !strings.HasSuffix(got, " events") {
-			t.Errorf("count = %q", got)
-		}
-		tb.screenshot("log-view.png")
-	})
+	}
+	if len(want) > 0 {
+		t.Errorf("rows not found: %v", want)
+	}
+}
 
-	step("table cells", func(t *testing.T) {
-		tb.t = t
-		opened := find(events, func(b *stele.EventBody) bool { return b.Type == "incident.opened" && b.Node == "nyc-edge-01" })
-		started := find(events, func(b *stele.EventBody) bool { return b.Type == "pcap.started" })
-		downloaded := find(events, func(b *stele.EventBody) bool { return b.Type == "pcap.downloaded" })
-		want := map[string][]string{
-			opened.ID:     {opened.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Incident Opened", "system", "nyc-edge-01 · a3f7c2b1", ""},
-			started.ID:    {started.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Pcap Started", "system (auto)", "nyc-edge-01 · p-5e21b9", ""},
-			downloaded.ID: {downloaded.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Pcap Downloaded", "Alice Chen", "nyc-edge-01 · p-5e21b9", "203.0.113.42"},
-		}
-		for _, r := range tb.rows() {
-			if w, ok := want[r.ID]; ok {
-				if !slices.Equal(r.Cells, w) {
-					t.Errorf("row %s = %q, want %q", r.ID, r.Cells, w)
-				}
-				delete(want, r.ID)
-			}
-		}
-		if len(want) > 0 {
-			t.Errorf("rows not found: %v", want)
-		}
-	})
+// filterByActor: the actor filter shows exactly that actor's events, and
+// Export CSV downloads exactly them.
+func (r *dashboardRun) filterByActor(t *testing.T) {
+	tb, events := r.tab(t), r.events
+	tb.do("filter by actor", chromedp.SendKeys(chromedp.ID("f-actor"), "alice@acme.com"), chromedp.Click(chromedp.ID("f-apply")))
+	tb.waitLog(url.Values{"actor": {"alice@acme.com"}})
+	want := matching(events, stele.Filter{Actor: "alice@acme.com"})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 3 {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	if got := tb.text("#event-count"); got != "3 events" {
+		t.Errorf("count = %q, want 3 events", got)
+	}
 
-	step("filter by actor", func(t *testing.T) {
-		tb.t = t
-		tb.do("filter by actor", chromedp.SendKeys(chromedp.ID("f-actor"), "alice@acme.com"), chromedp.Click(chromedp.ID("f-apply")))
-		tb.waitLog(url.Values{"actor": {"alice@acme.com"}})
-		want := matching(events, stele.Filter{Actor: "alice@acme.com"})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 3 {
-			t.Errorf("rows %v, want %v", got, want)
+	// Export CSV exports exactly these rows.
+	dir := t.TempDir()
+	download := tb.allowDownloads(dir)
+	path := download(chromedp.Click(chromedp.ID("export-csv")))
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	records, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("downloaded CSV: %v", err)
+	}
+	if !slices.Equal(records[0], export.Columns) {
+		t.Fatalf("CSV header %v", records[0])
+	}
+	idCol := slices.Index(export.Columns, "id")
+	var got []string
+	for _, rec := range records[1:] {
+		got = append(got, rec[idCol])
+		if rec[slices.Index(export.Columns, "actor_id")] != "alice@acme.com" {
+			t.Errorf("exported row of actor %q", rec[4])
 		}
-		if got := tb.text("#event-count"); got != "3 events" {
-			t.Errorf("count = %q, want 3 events", got)
-		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("exported ids %v, want %v", got, want)
+	}
+	if href := eval[string](tb, `document.querySelector('#export-json').getAttribute('href')`); href != "/v1/export?actor=alice%40acme.com&format=json" {
+		t.Errorf("Export JSON links to %q", href)
+	}
+}
 
-		// Export CSV exports exactly these rows.
-		dir := t.TempDir()
-		download := tb.allowDownloads(dir)
-		path := download(chromedp.Click(chromedp.ID("export-csv")))
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		records, err := csv.NewReader(f).ReadAll()
-		if err != nil {
-			t.Fatalf("downloaded CSV: %v", err)
-		}
-		if !slices.Equal(records[0], export.Columns) {
-			t.Fatalf("CSV header %v", records[0])
-		}
-		idCol := slices.Index(export.Columns, "id")
-		var got []string
-		for _, rec := range records[1:] {
-			got = append(got, rec[idCol])
-			if rec[slices.Index(export.Columns, "actor_id")] != "alice@acme.com" {
-				t.Errorf("exported row of actor %q", rec[4])
-			}
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("exported ids %v, want %v", got, want)
-		}
-		if href := eval[string](tb, `document.querySelector('#export-json').getAttribute('href')`); href != "/v1/export?actor=alice%40acme.com&format=json" {
-			t.Errorf("Export JSON links to %q", href)
-		}
-	})
+// filterByType: the type filter, and bookmarked URLs with a type prefix or a
+// category.
+func (r *dashboardRun) filterByType(t *testing.T) {
+	tb, ts, events := r.tab(t), r.ts, r.events
+	tb.do("clear the filters", chromedp.Click(chromedp.ID("f-clear")))
+	tb.waitLog(url.Values{})
+	if v := eval[string](tb, `document.querySelector('#f-actor').value`); v != "" {
+		t.Errorf("actor field still holds %q", v)
+	}
+	tb.do("choose a type", chromedp.SetValue(chromedp.ID("f-type"), "type:incident.opened"), chromedp.Click(chromedp.ID("f-apply")))
+	tb.waitLog(url.Values{"type": {"incident.opened"}})
+	want := matching(events, stele.Filter{Type: "incident.opened"})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 2 {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	// A prefix from the API and a category, from a bookmarked URL.
+	tb.do("open a bookmark", chromedp.Navigate(ts.URL+"/?type=pcap.*&node=nyc-edge-01"))
+	tb.waitLog(url.Values{"type": {"pcap.*"}, "node": {"nyc-edge-01"}})
+	want = matching(events, stele.Filter{Type: "pcap.*", Node: "nyc-edge-01"})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 2 {
+		t.Errorf("bookmarked rows %v, want %v", got, want)
+	}
+	if v := eval[string](tb, `document.querySelector('#f-node').value + '|' + document.querySelector('#f-type').value`); v != "nyc-edge-01|type:pcap.*" {
+		t.Errorf("the form shows %q", v)
+	}
+	tb.do("open a category", chromedp.Navigate(ts.URL+"/?category=incidents&since=24h"))
+	tb.waitLog(url.Values{"category": {"incidents"}, "since": {"24h"}})
+	want = matching(events, stele.Filter{Category: "incidents", Since: time.Now().Add(-24 * time.Hour)})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 3 {
+		t.Errorf("category rows %v, want %v", got, want)
+	}
+	if v := eval[string](tb, `document.querySelector('#f-range').value`); v != "24h" {
+		t.Errorf("time range shows %q", v)
+	}
+}
 
-	step("filter by type", func(t *testing.T) {
-		tb.t = t
-		tb.do("clear the filters", chromedp.Click(chromedp.ID("f-clear")))
-		tb.waitLog(url.Values{})
-		if v := eval[string](tb, `document.querySelector('#f-actor').value`); v != "" {
-			t.Errorf("actor field still holds %q", v)
-		}
-		tb.do("choose a type", chromedp.SetValue(chromedp.ID("f-type"), "type:incident.opened"), chromedp.Click(chromedp.ID("f-apply")))
-		tb.waitLog(url.Values{"type": {"incident.opened"}})
-		want := matching(events, stele.Filter{Type: "incident.opened"})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 2 {
-			t.Errorf("rows %v, want %v", got, want)
-		}
-		// A prefix from the API and a category, from a bookmarked URL.
-		tb.do("open a bookmark", chromedp.Navigate(ts.URL+"/?type=pcap.*&node=nyc-edge-01"))
-		tb.waitLog(url.Values{"type": {"pcap.*"}, "node": {"nyc-edge-01"}})
-		want = matching(events, stele.Filter{Type: "pcap.*", Node: "nyc-edge-01"})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 2 {
-			t.Errorf("bookmarked rows %v, want %v", got, want)
-		}
-		if v := eval[string](tb, `document.querySelector('#f-node').value + '|' + document.querySelector('#f-type').value`); v != "nyc-edge-01|type:pcap.*" {
-			t.Errorf("the form shows %q", v)
-		}
-		tb.do("open a category", chromedp.Navigate(ts.URL+"/?category=incidents&since=24h"))
-		tb.waitLog(url.Values{"category": {"incidents"}, "since": {"24h"}})
-		want = matching(events, stele.Filter{Category: "incidents", Since: time.Now().Add(-24 * time.Hour)})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 3 {
-			t.Errorf("category rows %v, want %v", got, want)
-		}
-		if v := eval[string](tb, `document.querySelector('#f-range').value`); v != "24h" {
-			t.Errorf("time range shows %q", v)
-		}
-	})
+// textRangeChart: free text by keyboard, a custom time range, and a chart
+// bar narrowing the range.
+func (r *dashboardRun) textRangeChart(t *testing.T) {
+	tb, ts, events := r.tab(t), r.ts, r.events
+	tb.do("open the log", chromedp.Navigate(ts.URL+"/"))
+	tb.waitLog(url.Values{})
+	tb.do("press /", chromedp.KeyEvent("/"))
+	tb.waitJS("focus in the search field", `document.activeElement.id === 'f-q'`)
+	// chromedp sends the character as its own event, which the page's
+	// preventDefault on keydown cannot cancel as it does for a person.
+	eval[chromedp.Void](tb, `document.querySelector('#f-q').value = ''`)
+	tb.do("search", chromedp.KeyEvent("udp\r"))
+	tb.waitLog(url.Values{"q": {"udp"}})
+	want := matching(events, stele.Filter{Text: []string{"udp"}})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 3 {
+		t.Errorf("q=udp rows %v, want %v", got, want)
+	}
+	now := time.Now().UTC()
+	since, until := now.Add(-4*time.Hour).Truncate(time.Second), now.Add(-2*time.Hour).Truncate(time.Second)
+	eval[chromedp.Void](tb, `(() => { const r = document.querySelector('#f-range'); r.value = 'custom'; r.dispatchEvent(new Event('change')); })()`)
+	tb.do("choose a custom range", chromedp.WaitVisible(chromedp.ID("f-since")),
+		chromedp.SetValue(chromedp.ID("f-since"), since.Format("2006-01-02T15:04:05")),
+		chromedp.SetValue(chromedp.ID("f-until"), until.Format("2006-01-02T15:04:05")),
+		chromedp.Click(chromedp.ID("f-apply")))
+	tb.waitLog(url.Values{"q": {"udp"}, "since": {since.Format(time.RFC3339)}, "until": {until.Format(time.RFC3339)}})
+	want = matching(events, stele.Filter{Text: []string{"udp"}, Since: since, Until: until})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 2 {
+		t.Errorf("custom range rows %v, want %v", got, want)
+	}
+	if got := tb.text("#chart figcaption"); !strings.HasPrefix(got, "Events per minute, ") {
+		t.Errorf("chart caption %q", got)
+	}
+	// A bar narrows the range to its minute.
+	tb.do("click a bar", chromedp.Click(chromedp.CSS("#chart svg .bars rect")))
+	tb.waitJS("the bar's range", `new URLSearchParams(location.search).get('since') !== `+jsString(since.Format(time.RFC3339))+
+		` && document.querySelector('#events').dataset.state === 'ready'`)
+	q := eval[string](tb, `location.search`)
+	v, _ := url.ParseQuery(strings.TrimPrefix(q, "?"))
+	from, err1 := time.Parse(time.RFC3339, v.Get("since"))
+	to, err2 := time.Parse(time.RFC3339, v.Get("until"))
+	if err1 != nil || err2 != nil || to.Sub(from) != time.Minute || v.Get("q") != "udp" {
+		t.Fatalf("after clicking a bar: %s", q)
+	}
+	want = matching(events, stele.Filter{Text: []string{"udp"}, Since: from, Until: to})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) == 0 {
+		t.Errorf("bar rows %v, want %v", got, want)
+	}
+}
 
-	step("free text, custom range and the chart, by keyboard", func(t *testing.T) {
-		tb.t = t
-		tb.do("open the log", chromedp.Navigate(ts.URL+"/"))
-		tb.waitLog(url.Values{})
-		tb.do("press /", chromedp.KeyEvent("/"))
-		tb.waitJS("focus in the search field", `document.activeElement.id === 'f-q'`)
-		// chromedp sends the character as its own event, which the page's
-		// preventDefault on keydown cannot cancel as it does for a person.
-		eval[chromedp.Void](tb, `document.querySelector('#f-q').value = ''`)
-		tb.do("search", chromedp.KeyEvent("udp\r"))
-		tb.waitLog(url.Values{"q": {"udp"}})
-		want := matching(events, stele.Filter{Text: []string{"udp"}})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 3 {
-			t.Errorf("q=udp rows %v, want %v", got, want)
-		}
-		now := time.Now().UTC()
-		since, until := now.Add(-4*time.Hour).Truncate(time.Second), now.Add(-2*time.Hour).Truncate(time.Second)
-		eval[chromedp.Void](tb, `(() => { const r = document.querySelector('#f-range'); r.value = 'custom'; r.dispatchEvent(new Event('change')); })()`)
-		tb.do("choose a custom range", chromedp.WaitVisible(chromedp.ID("f-since")),
-			chromedp.SetValue(chromedp.ID("f-since"), since.Format("2006-01-02T15:04:05")),
-			chromedp.SetValue(chromedp.ID("f-until"), until.Format("2006-01-02T15:04:05")),
-			chromedp.Click(chromedp.ID("f-apply")))
-		tb.waitLog(url.Values{"q": {"udp"}, "since": {since.Format(time.RFC3339)}, "until": {until.Format(time.RFC3339)}})
-		want = matching(events, stele.Filter{Text: []string{"udp"}, Since: since, Until: until})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) != 2 {
-			t.Errorf("custom range rows %v, want %v", got, want)
-		}
-		if got := tb.text("#chart figcaption"); !strings.HasPrefix(got, "Events per minute, ") {
-			t.Errorf("chart caption %q", got)
-		}
-		// A bar narrows the range to its minute.
-		tb.do("click a bar", chromedp.Click(chromedp.CSS("#chart svg .bars rect")))
-		tb.waitJS("the bar's range", `new URLSearchParams(location.search).get('since') !== `+jsString(since.Format(time.RFC3339))+
-			` && document.querySelector('#events').dataset.state === 'ready'`)
-		q := eval[string](tb, `location.search`)
-		v, _ := url.ParseQuery(strings.TrimPrefix(q, "?"))
-		from, err1 := time.Parse(time.RFC3339, v.Get("since"))
-		to, err2 := time.Parse(time.RFC3339, v.Get("until"))
-		if err1 != nil || err2 != nil || to.Sub(from) != time.Minute || v.Get("q") != "udp" {
-			t.Fatalf("after clicking a bar: %s", q)
-		}
-		want = matching(events, stele.Filter{Text: []string{"udp"}, Since: from, Until: to})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) || len(want) == 0 {
-			t.Errorf("bar rows %v, want %v", got, want)
-		}
-	})
+// emptyAndErrors: a filter that matches nothing, and a bad filter in the URL.
+func (r *dashboardRun) emptyAndErrors(t *testing.T) {
+	tb, ts := r.tab(t), r.ts
+	tb.do("filter on nobody", chromedp.Navigate(ts.URL+"/?actor=nobody%40acme.com"))
+	tb.waitLog(url.Values{"actor": {"nobody@acme.com"}})
+	if got := tb.text("#events-body"); !strings.Contains(got, "No events match these filters.") {
+		t.Errorf("empty table shows %q", got)
+	}
+	if got := tb.text("#event-count") + " | " + tb.text("#chart"); got != "0 events | Events over time\nNo events to chart." {
+		t.Errorf("empty count and chart: %q", got)
+	}
+	tb.do("a bad filter from a URL", chromedp.Navigate(ts.URL+"/?ip=not-an-ip"))
+	tb.waitJS("the error state", `document.querySelector('#events')?.dataset.state === 'error'`)
+	if got := tb.text("#events-body [role=alert]"); !strings.Contains(got, "The events could not be loaded.") || !strings.Contains(got, "ip: must be an IP address") {
+		t.Errorf("error state shows %q", got)
+	}
+	if got := strings.Join(strings.Fields(tb.text("#extra-filters")), " "); !strings.Contains(got, "ip = not-an-ip") {
+		t.Errorf("the filter from the URL is not shown: %q", got)
+	}
+	tb.do("remove it", chromedp.Click(chromedp.CSS("#extra-filters .chip-remove")))
+	tb.waitLog(url.Values{})
+}
 
-	step("empty and error states", func(t *testing.T) {
-		tb.t = t
-		tb.do("filter on nobody", chromedp.Navigate(ts.URL+"/?actor=nobody%40acme.com"))
-		tb.waitLog(url.Values{"actor": {"nobody@acme.com"}})
-		if got := tb.text("#events-body"); !strings.Contains(got, "No events match these filters.") {
-			t.Errorf("empty table shows %q", got)
-		}
-		if got := tb.text("#event-count") + " | " + tb.text("#chart"); got != "0 events | Events over time\nNo events to chart." {
-			t.Errorf("empty count and chart: %q", got)
-		}
-		tb.do("a bad filter from a URL", chromedp.Navigate(ts.URL+"/?ip=not-an-ip"))
-		tb.waitJS("the error state", `document.querySelector('#events')?.dataset.state === 'error'`)
-		if got := tb.text("#events-body [role=alert]"); !strings.Contains(got, "The events could not be loaded.") || !strings.Contains(got, "ip: must be an IP address") {
-			t.Errorf("error state shows %q", got)
-		}
-		if got := strings.Join(strings.Fields(tb.text("#extra-filters")), " "); !strings.Contains(got, "ip = not-an-ip") {
-			t.Errorf("the filter from the URL is not shown: %q", got)
-		}
-		tb.do("remove it", chromedp.Click(chromedp.CSS("#extra-filters .chip-remove")))
-		tb.waitLog(url.Values{})
-	})
+// countAndLoadMore: the count covers every page, and Load more fetches the
+// rest by cursor.
+func (r *dashboardRun) countAndLoadMore(t *testing.T) {
+	tb, ts, events := r.tab(t), r.ts, r.events
+	tb.do("filter by node", chromedp.Navigate(ts.URL+"/?node=load-test-01"))
+	tb.waitLog(url.Values{"node": {"load-test-01"}})
+	if got := tb.text("#event-count"); got != "60 events" {
+		t.Errorf("count = %q, want 60 events", got)
+	}
+	if n := len(tb.rows()); n != 50 {
+		t.Errorf("first page has %d rows, want 50", n)
+	}
+	tb.do("load more", chromedp.Click(chromedp.ID("load-more")))
+	tb.waitJS("60 rows", `document.querySelectorAll('#events-body tr[data-id]').length === 60`)
+	want := matching(events, stele.Filter{Node: "load-test-01"})
+	if got := rowIDs(tb.rows()); !slices.Equal(got, want) {
+		t.Errorf("rows after load more %v, want %v", got, want)
+	}
+	if hidden := eval[bool](tb, `document.querySelector('#load-more').hidden`); !hidden {
+		t.Error("Load more is still offered after the last page")
+	}
+	if got := tb.text("#shown"); got != "Showing 60 of 60 events" {
+		t.Errorf("shown = %q", got)
+	}
+}
 
-	step("count and load more", func(t *testing.T) {
-		tb.t = t
-		tb.do("filter by node", chromedp.Navigate(ts.URL+"/?node=load-test-01"))
-		tb.waitLog(url.Values{"node": {"load-test-01"}})
-		if got := tb.text("#event-count"); got != "60 events" {
-			t.Errorf("count = %q, want 60 events", got)
-		}
-		if n := len(tb.rows()); n != 50 {
-			t.Errorf("first page has %d rows, want 50", n)
-		}
-		tb.do("load more", chromedp.Click(chromedp.ID("load-more")))
-		tb.waitJS("60 rows", `document.querySelectorAll('#events-body tr[data-id]').length === 60`)
-		want := matching(events, stele.Filter{Node: "load-test-01"})
-		if got := rowIDs(tb.rows()); !slices.Equal(got, want) {
-			t.Errorf("rows after load more %v, want %v", got, want)
-		}
-		if hidden := eval[bool](tb, `document.querySelector('#load-more').hidden`); !hidden {
-			t.Error("Load more is still offered after the last page")
-		}
-		if got := tb.text("#shown"); got != "Showing 60 of 60 events" {
-			t.Errorf("shown = %q", got)
-		}
-	})
+// detailVerified: the detail shows the event and verifies it in the browser.
+func (r *dashboardRun) detailVerified(t *testing.T) {
+	tb, ts, events := r.tab(t), r.ts, r.events
+	opened := find(events, func(b *stele.EventBody) bool { return b.Type == "incident.opened" && b.Node == "nyc-edge-01" })
+	tb.do("filter", chromedp.Navigate(ts.URL+"/?type=incident.opened"))
+	tb.waitLog(url.Values{"type": {"incident.opened"}})
+	tb.do("open the event", chromedp.Click(chromedp.CSS(`#events-body tr[data-id="`+opened.ID+`"] button`)))
+	title := tb.verifyTitle()
+	var size int64
+	if _, err := fmt.Sscanf(title, "Verified against checkpoint %d", &size); err != nil || size <= opened.Seq {
+		t.Fatalf("verification: %q (event seq %d)\n%s", title, opened.Seq, tb.text("#verify-status"))
+	}
+	_, body, _ := call(t, "GET", ts.URL+"/v1/events/"+opened.ID, ts.Key, "", nil)
+	var api struct{ Event map[string]any }
+	json.Unmarshal(body, &api)
+	if got := tb.text("#detail-leaf"); got != api.Event["leaf_hash"] {
+		t.Errorf("leaf hash shown %q, API says %v", got, api.Event["leaf_hash"])
+	}
+	if got := tb.text("#detail-seq"); got != fmt.Sprint(opened.Seq) {
+		t.Errorf("seq shown %q, want %d", got, opened.Seq)
+	}
+	if got := tb.text("#detail-context"); !strings.Contains(got, `"peak_bps": 48200000000`) {
+		t.Errorf("context shown as %q", got)
+	}
+	if h := eval[string](tb, `location.hash`); h != "#event="+opened.ID {
+		t.Errorf("URL hash %q", h)
+	}
+	tb.screenshot("event-detail-verified.png")
+	tb.do("close with Escape", chromedp.KeyEvent(kb.Escape))
+	tb.waitJS("the drawer to close", `!document.querySelector('#detail')`)
+	if h := eval[string](tb, `location.hash + '|' + document.activeElement.textContent`); h != "|Incident Opened" {
+		t.Errorf("after closing: hash and focus %q", h)
+	}
+	// A bookmarked detail opens on load.
+	tb.do("open the detail's URL", chromedp.Navigate(ts.URL+"/?type=incident.opened#event="+opened.ID))
+	if title := tb.verifyTitle(); !strings.HasPrefix(title, "Verified against checkpoint") {
+		t.Errorf("bookmarked detail: %q", title)
+	}
+}
 
-	step("detail verified", func(t *testing.T) {
-		tb.t = t
-		opened := find(events, func(b *stele.EventBody) bool { return b.Type == "incident.opened" && b.Node == "nyc-edge-01" })
-		tb.do("filter", chromedp.Navigate(ts.URL+"/?type=incident.opened"))
-		tb.waitLog(url.Values{"type": {"incident.opened"}})
-		tb.do("open the event", chromedp.Click(chromedp.CSS(`#events-body tr[data-id="`+opened.ID+`"] button`)))
-		title := tb.verifyTitle()
-		var size int64
-		if _, err := fmt.Sscanf(title, "Verified against checkpoint %d", &size); err != nil || size <= opened.Seq {
-			t.Fatalf("verification: %q (event seq %d)\n%s", title, opened.Seq, tb.text("#verify-status"))
+// hostileText: markup, control and bidi characters in events render as
+// inert, visible text.
+func (r *dashboardRun) hostileText(t *testing.T) {
+	tb, ts, events := r.tab(t), r.ts, r.events
+	hostile := find(events, func(b *stele.EventBody) bool { return b.Actor.ID == hostileActor })
+	tb.do("filter by the hostile actor", chromedp.Navigate(ts.URL+"/?actor="+url.QueryEscape(hostileActor)))
+	tb.waitLog(url.Values{"actor": {hostileActor}})
+	rows := tb.rows()
+	if len(rows) != 1 || rows[0].ID != hostile.ID {
+		t.Fatalf("rows %v", rows)
+	}
+	if got := rows[0].Cells[2]; got != hostileActor {
+		t.Errorf("actor cell = %q, want the markup as text", got)
+	}
+	if got := rows[0].Cells[3]; got != `edge\r\nadmin logged in · r1` {
+		t.Errorf("node cell = %q, want CR LF shown as \\r\\n", got)
+	}
+	if n := eval[int](tb, `document.querySelectorAll('img, script:not([src])').length`); n != 0 {
+		t.Errorf("the page holds %d img or inline script elements", n)
+	}
+	tb.do("open it", chromedp.Click(chromedp.CSS(`#events-body tr[data-id="`+hostile.ID+`"] button`)))
+	if title := tb.verifyTitle(); !strings.HasPrefix(title, "Verified against checkpoint") {
+		t.Errorf("hostile event (unicode, 1e21, -0, escapes): %q\n%s", title, tb.text("#verify-status"))
+	}
+	detail := tb.text("#detail-body")
+	for _, want := range []string{`\u202Egnp.exe`, `\u2028`, `<script>alert(2)</script>`, `1e+21`, `é😀\u2028\u0000\u001b[31m"`} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("detail does not show %q:\n%s", want, detail)
 		}
-		_, body, _ := call(t, "GET", ts.URL+"/v1/events/"+opened.ID, ts.Key, "", nil)
-		var r struct{ Event map[string]any }
-		json.Unmarshal(body, &r)
-		if got := tb.text("#detail-leaf"); got != r.Event["leaf_hash"] {
-			t.Errorf("leaf hash shown %q, API says %v", got, r.Event["leaf_hash"])
-		}
-		if got := tb.text("#detail-seq"); got != fmt.Sprint(opened.Seq) {
-			t.Errorf("seq shown %q, want %d", got, opened.Seq)
-		}
-		if got := tb.text("#detail-context"); !strings.Contains(got, `"peak_bps": 48200000000`) {
-			t.Errorf("context shown as %q", got)
-		}
-		if h := eval[string](tb, `location.hash`); h != "#event="+opened.ID {
-			t.Errorf("URL hash %q", h)
-		}
-		tb.screenshot("event-detail-verified.png")
-		tb.do("close with Escape", chromedp.KeyEvent(kb.Escape))
-		tb.waitJS("the drawer to close", `!document.querySelector('#detail')`)
-		if h := eval[string](tb, `location.hash + '|' + document.activeElement.textContent`); h != "|Incident Opened" {
-			t.Errorf("after closing: hash and focus %q", h)
-		}
-		// A bookmarked detail opens on load.
-		tb.do("open the detail's URL", chromedp.Navigate(ts.URL+"/?type=incident.opened#event="+opened.ID))
-		if title := tb.verifyTitle(); !strings.HasPrefix(title, "Verified against checkpoint") {
-			t.Errorf("bookmarked detail: %q", title)
-		}
-	})
+	}
+	if n := eval[int](tb, `document.querySelectorAll('img').length`); n != 0 {
+		t.Errorf("the detail created %d img elements", n)
+	}
+	tb.screenshot("hostile-event-detail.png")
+	tb.do("close", chromedp.Click(chromedp.ID("detail-close")))
+}
 
-	step("hostile text renders inert", func(t *testing.T) {
-		tb.t = t
-		hostile := find(events, func(b *stele.EventBody) bool { return b.Actor.ID == hostileActor })
-		tb.do("filter by the hostile actor", chromedp.Navigate(ts.URL+"/?actor="+url.QueryEscape(hostileActor)))
-		tb.waitLog(url.Values{"actor": {hostileActor}})
-		rows := tb.rows()
-		if len(rows) != 1 || rows[0].ID != hostile.ID {
-			t.Fatalf("rows %v", rows)
-		}
-		if got := rows[0].Cells[2]; got != hostileActor {
-			t.Errorf("actor cell = %q, want the markup as text", got)
-		}
-		if got := rows[0].Cells[3]; got != `edge\r\nadmin logged in · r1` {
-			t.Errorf("node cell = %q, want CR LF shown as \\r\\n", got)
-		}
-		if n := eval[int](tb, `document.querySelectorAll('img, script:not([src])').length`); n != 0 {
-			t.Errorf("the page holds %d img or inline script elements", n)
-		}
-		tb.do("open it", chromedp.Click(chromedp.CSS(`#events-body tr[data-id="`+hostile.ID+`"] button`)))
-		if title := tb.verifyTitle(); !strings.HasPrefix(title, "Verified against checkpoint") {
-			t.Errorf("hostile event (unicode, 1e21, -0, escapes): %q\n%s", title, tb.text("#verify-status"))
-		}
-		detail := tb.text("#detail-body")
-		for _, want := range []string{`\u202Egnp.exe`, `\u2028`, `<script>alert(2)</script>`, `1e+21`, `é😀\u2028\u0000\u001b[31m"`} {
-			if !strings.Contains(detail, want) {
-				t.Errorf("detail does not show %q:\n%s", want, detail)
-			}
-		}
-		if n := eval[int](tb, `document.querySelectorAll('img').length`); n != 0 {
-			t.Errorf("the detail created %d img elements", n)
-		}
-		tb.screenshot("hostile-event-detail.png")
-		tb.do("close", chromedp.Click(chromedp.ID("detail-close")))
-	})
-
-	step("logout", func(t *testing.T) {
-		tb.t = t
-		tb.do("sign out", chromedp.Click(chromedp.ID("sign-out")), chromedp.WaitVisible(chromedp.ID("login-form")))
-		if got := eval[int](tb, `fetch('/v1/auth/session').then(r => r.status)`); got != 401 {
-			t.Errorf("session after sign-out answers %d, want 401", got)
-		}
-		tb.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("login-form")))
-		_, body, _ := call(t, "GET", ts.URL+"/v1/events?type=user.logout&actor="+url.QueryEscape(adminEmail), ts.Key, "", nil)
-		if !strings.Contains(string(body), `"user.logout"`) {
-			t.Errorf("no user.logout event: %s", body)
-		}
-	})
+// logout: signing out ends the session on the server.
+func (r *dashboardRun) logout(t *testing.T) {
+	tb, ts := r.tab(t), r.ts
+	tb.do("sign out", chromedp.Click(chromedp.ID("sign-out")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	if got := eval[int](tb, `fetch('/v1/auth/session').then(r => r.status)`); got != 401 {
+		t.Errorf("session after sign-out answers %d, want 401", got)
+	}
+	tb.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("login-form")))
+	_, body, _ := call(t, "GET", ts.URL+"/v1/events?type=user.logout&actor="+url.QueryEscape(adminEmail), ts.Key, "", nil)
+	if !strings.Contains(string(body), `"user.logout"`) {
+		t.Errorf("no user.logout event: %s", body)
+	}
 }
 
 // verifyTitle waits for the drawer's verification to finish and returns
@@ -547,4 +588,18 @@ func TestServeMountsDashboard(t *testing.T) {
 	if status != 401 {
 		t.Errorf("GET /v1/events without a credential: %d", status)
 	}
+}
+
+// dashboardRun is the state TestDashboard's steps share: one server, its
+// seeded events, and one signed-in tab.
+type dashboardRun struct {
+	tb     *tab
+	ts     *testServer
+	events []seededEvent
+}
+
+// tab returns the shared tab, reporting to the running step's t.
+func (r *dashboardRun) tab(t *testing.T) *tab {
+	r.tb.t = t
+	return r.tb
 }
