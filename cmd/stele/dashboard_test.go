@@ -440,6 +440,9 @@ func (r *dashboardRun) emptyAndErrors(t *testing.T) {
 	if got := strings.Join(strings.Fields(tb.text("#extra-filters")), " "); !strings.Contains(got, "ip = not-an-ip") {
 		t.Errorf("the filter from the URL is not shown: %q", got)
 	}
+	if href := eval[bool](tb, `document.querySelector('#export-csv').hasAttribute('href')`); href {
+		t.Error("Export CSV is offered for filters the API refuses")
+	}
 	tb.do("remove it", chromedp.Click(chromedp.CSS("#extra-filters .chip-remove")))
 	tb.waitLog(url.Values{})
 }

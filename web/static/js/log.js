@@ -271,8 +271,10 @@ class LogPage {
     this.next = '';
     this.total = null;
     for (const input of this.form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
-    this.exportCSV.href = '/v1/export?' + this.query({ format: 'csv' });
-    this.exportJSON.href = '/v1/export?' + this.query({ format: 'json' });
+    for (const [a, format] of [[this.exportCSV, 'csv'], [this.exportJSON, 'json']]) {
+      a.href = '/v1/export?' + this.query({ format });
+      a.removeAttribute('aria-disabled');
+    }
     this.count.textContent = 'Counting…';
     this.count.classList.add('muted');
     this.more.hidden = true;
@@ -439,6 +441,11 @@ class LogPage {
     const table = this.tbody.closest('table');
     table.removeAttribute('aria-busy');
     table.dataset.state = 'error';
+    // An export of filters the API refuses would download the refusal.
+    for (const a of [this.exportCSV, this.exportJSON]) {
+      a.removeAttribute('href');
+      a.setAttribute('aria-disabled', 'true');
+    }
     this.count.textContent = '';
     this.chart.message('Events over time', 'No chart: the events could not be loaded.', false);
     replace(this.tbody, stateRow(h('div', { class: 'state-error', role: 'alert' },
