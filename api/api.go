@@ -112,6 +112,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/events/{id}", stele.ScopeRead, s.getEvent)
 	s.handle("GET /v1/export", stele.ScopeRead, s.exportEvents)
 	s.handle("GET /v1/stats/histogram", stele.ScopeRead, s.histogram)
+	s.handle("GET /v1/stats/count", stele.ScopeRead, s.countEvents)
 	// The log itself.
 	s.handle("GET /v1/checkpoint", scopeAny, s.getCheckpoint)
 	s.handle("GET /v1/log/key", scopeAny, s.getLogKey)

@@ -24,6 +24,7 @@ import (
 	"github.com/stele-log/stele/eventgen"
 	"github.com/stele-log/stele/sequencer"
 	"github.com/stele-log/stele/store/sqlite"
+	"github.com/stele-log/stele/web"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -118,6 +119,10 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("couldn't create the data directory: %w", err)
 	}
+	dashboard, err := web.New()
+	if err != nil {
+		return fmt.Errorf("couldn't prepare the dashboard: %w", err)
+	}
 	key, keyCreated, err := checkpoint.LoadOrCreateKey(cfg.SigningKey, cfg.Name)
 	if err != nil {
 		return err
@@ -141,6 +146,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 			}
 			return nil
 		}})
+	dashboard.Mount(srv.Mux())
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stele_checkpoint_lag_max_seconds",
 		Help: "Longest time any committed event has waited for a checkpoint."}, func() float64 {
 		var worst time.Duration
