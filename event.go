@@ -85,19 +85,22 @@ const (
 )
 
 // catalog maps the reference customer's event types to their categories
-// (PRODUCT.md, "Catalog"). Types outside it take their first segment as
-// category.
+// (PRODUCT.md, "Catalog"), plus the types Stele writes about itself (user
+// management in auth; workspaces and the service's life in auditlog). Types
+// outside it take their first segment as category.
 var catalog = map[string]string{}
 
 func init() {
 	for category, types := range map[string][]string{
-		"incidents":   {"incident.opened", "incident.acknowledged", "incident.resolved", "incident.closed"},
-		"pcap":        {"pcap.started", "pcap.uploaded", "pcap.downloaded"},
-		"nodes":       {"node.added", "node.renamed", "node.removed", "node.config_changed", "node.interface_changed"},
-		"auth":        {"api_key.created", "api_key.rotated", "api_key.revoked", "api_key.rejected", "user.login", "user.logout", "user.login_failed", "access.denied"},
+		"incidents": {"incident.opened", "incident.acknowledged", "incident.resolved", "incident.closed"},
+		"pcap":      {"pcap.started", "pcap.uploaded", "pcap.downloaded"},
+		"nodes":     {"node.added", "node.renamed", "node.removed", "node.config_changed", "node.interface_changed"},
+		"auth": {"api_key.created", "api_key.rotated", "api_key.revoked", "api_key.rejected", "user.login", "user.logout", "user.login_failed", "access.denied",
+			"user.created", "user.updated"},
 		"maintenance": {"maintenance.created", "maintenance.started", "maintenance.ended", "maintenance.cancelled"},
 		"config":      {"alert_channel.added", "alert_channel.removed", "threshold.changed", "ioc_pattern.added"},
-		"auditlog":    {"auditlog.queried", "auditlog.exported", "retention.purged", "archive.completed", "archive.failed", "settings.changed", "legal_hold.set", "legal_hold.released"},
+		"auditlog": {"auditlog.queried", "auditlog.exported", "retention.purged", "archive.completed", "archive.failed", "settings.changed", "legal_hold.set", "legal_hold.released",
+			"workspace.created", "service.started", "service.stopped"},
 	} {
 		for _, t := range types {
 			catalog[t] = category
