@@ -23,7 +23,6 @@ import (
 	"github.com/stele-log/stele/checkpoint"
 	"github.com/stele-log/stele/eventgen"
 	"github.com/stele-log/stele/sequencer"
-	"github.com/stele-log/stele/store/sqlite"
 	"github.com/stele-log/stele/web"
 	"golang.org/x/sync/errgroup"
 )
@@ -31,6 +30,7 @@ import (
 // serveConfig is the typed configuration of `stele serve`.
 type serveConfig struct {
 	DataDir        string         // --data: where the embedded database and signing key live
+	DB             string         // --db: a postgres:// URL; empty means the embedded SQLite database
 	Listen         string         // --listen: address of the HTTP API and dashboard
 	Name           string         // --name: instance name, the prefix of every log origin
 	SigningKey     string         // --signing-key: checkpoint signing key file (default <data>/signing.key)
@@ -51,6 +51,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	var c serveConfig
 	var proxies, level string
 	fs.StringVar(&c.DataDir, "data", "./stele-data", "directory of the embedded database and signing key")
+	fs.StringVar(&c.DB, "db", "", "PostgreSQL URL (postgres://...); default: the embedded SQLite database in --data")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to serve the API and dashboard on")
 	fs.StringVar(&c.Name, "name", "stele.local", "instance name: prefix of every log origin (<name>/<workspace>); fixed at first start")
 	fs.StringVar(&c.SigningKey, "signing-key", "", "checkpoint signing key file, created (mode 0600) if missing (default <data>/signing.key)")
@@ -127,7 +128,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "stele.db"), sqlite.Options{})
+	store, err := openStore(ctx, cfg.DataDir, cfg.DB)
 	if err != nil {
 		return err
 	}
