@@ -6,10 +6,6 @@ import (
 	"io"
 )
 
-func benchCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
-}
-
 func benchVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errors.New("not implemented yet")
 }
