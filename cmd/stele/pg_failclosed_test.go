@@ -264,3 +264,20 @@ func TestPostgresFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresSynchronousCommitWarning is DUR-09: serve on a database whose
+// synchronous_commit lets a crash lose acknowledged events warns at start.
+func TestPostgresSynchronousCommitWarning(t *testing.T) {
+	for _, setting := range []string{"off", "local", "on"} {
+		t.Run(setting, func(t *testing.T) {
+			db := pgtest.NewDatabase(t)
+			u, _ := url.Parse(db)
+			pgtest.Exec(t, "ALTER DATABASE "+strings.TrimPrefix(u.Path, "/")+" SET synchronous_commit = "+setting)
+			ts := startServer(t, "", func(c *serveConfig) { c.DB = db })
+			warned := strings.Contains(ts.stderr.String(), "DURABILITY WARNING: PostgreSQL runs with synchronous_commit="+setting)
+			if warned != (setting != "on") {
+				t.Errorf("synchronous_commit=%s: warned %v; stderr:\n%s", setting, warned, ts.stderr.String())
+			}
+		})
+	}
+}
