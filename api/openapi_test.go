@@ -159,15 +159,7 @@ func checkSpec(doc map[string]any, routes []Route) []string {
 		registered[r.Pattern] = r
 	}
 	paths, _ := doc["paths"].(map[string]any)
-	documented := map[string]map[string]any{} // "METHOD /path" → operation
-	for path, item := range paths {
-		item, _ := item.(map[string]any)
-		for _, m := range httpMethods {
-			if o, ok := item[m].(map[string]any); ok {
-				documented[strings.ToUpper(m)+" "+path] = o
-			}
-		}
-	}
+	documented := operations(doc)
 	for _, r := range routes {
 		if _, ok := documented[r.Pattern]; !ok {
 			report("%s is registered but not documented", r.Pattern)
@@ -376,4 +368,49 @@ func TestOpenAPIScopes(t *testing.T) {
 	if !slices.Equal(got, stele.Roles) {
 		t.Errorf("Role enum %v, want %v", got, stele.Roles)
 	}
+}
+
+// Every operation that filters events documents every filter parameter the
+// server understands, and the order parameter.
+func TestOpenAPIFilters(t *testing.T) {
+	doc := parseSpec(t, openAPI)
+	want := append(stele.FilterParams(), "order")
+	filtering := 0
+	for pattern, o := range operations(doc) {
+		names := map[string]bool{}
+		params, _ := o["parameters"].([]any)
+		for _, p := range params {
+			p, _ := resolve(doc, p).(map[string]any)
+			if p["in"] == "query" {
+				names[fmt.Sprint(p["name"])] = true
+			}
+		}
+		if !names["actor"] {
+			continue
+		}
+		filtering++
+		for _, name := range want {
+			if !names[name] {
+				t.Errorf("%s filters events but does not document %q", pattern, name)
+			}
+		}
+	}
+	if filtering != 6 {
+		t.Errorf("%d operations filter events, want 6 (list, export, count and histogram; list and export of the system log)", filtering)
+	}
+}
+
+// operations maps "METHOD /path" to each operation of doc.
+func operations(doc map[string]any) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	paths, _ := doc["paths"].(map[string]any)
+	for path, item := range paths {
+		item, _ := item.(map[string]any)
+		for _, m := range httpMethods {
+			if o, ok := item[m].(map[string]any); ok {
+				out[strings.ToUpper(m)+" "+path] = o
+			}
+		}
+	}
+	return out
 }
