@@ -61,6 +61,15 @@ func Advance(st State, logKey string, note []byte, proof ProofFunc, now time.Tim
 		return st, "", &Alarm{Check: "key", Message: "the server's log key is not the pinned one: it signs with another key, or another log is served in its place",
 			Evidence: "pinned: " + st.LogKey + "\nserved: " + logKey + "\n"}
 	}
+	if st.Checkpoint != "" {
+		// The state's own checkpoint is what is trusted, not its size and
+		// root fields: it must still verify with the pinned key.
+		old, err := checkpoint.Open([]byte(st.Checkpoint), st.LogKey)
+		if err != nil {
+			return st, "", fmt.Errorf("the state's last checkpoint does not verify with its pinned key (%v): the state file was altered; restore it from a copy", err)
+		}
+		st.Size, st.Root, st.Time = old.Size, old.Root, old.Time
+	}
 	cp, err := checkpoint.Open(note, st.LogKey)
 	if err != nil {
 		check := "signature"
