@@ -198,6 +198,9 @@ func hashStrings(hs []tlog.Hash) []string {
 
 // exportEvents is GET /v1/export: every matching event, streamed.
 func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
+	if r.URL.Query().Get("format") == "bundle" {
+		return s.exportBundle(w, r, p, t) // the verifiable export: bundle.go
+	}
 	q, values, err := s.parseRead(r, "format")
 	if err != nil {
 		return err
