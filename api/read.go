@@ -237,6 +237,9 @@ func hashStrings(hs []tlog.Hash) []string {
 // and sent as X-Stele-Rows. A client that goes away cancels the request's
 // context, which interrupts the statement.
 func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
+	if r.URL.Query().Get("format") == "bundle" {
+		return s.exportBundle(w, r, p, t) // the verifiable export: bundle.go
+	}
 	q, values, err := s.parseRead(r, "format")
 	if err != nil {
 		return err
