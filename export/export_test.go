@@ -30,7 +30,7 @@ func goldenEvents(t *testing.T) []stele.StoredEvent {
 			Resource: &stele.Resource{Type: "pcap", ID: "p-5e21b9"}, IP: "203.0.113.42", Outcome: "success",
 			Context: json.RawMessage(`{"bytes":734003200,"note":"line1\nline2, \"quoted\""}`), Emitter: stele.Emitter{Workspace: "default", KeyID: "k1", IP: "192.0.2.1"}},
 		{ID: "0195d2a4-7c00-7000-8000-000000000003", Time: t0.Add(2 * time.Minute), ReceivedAt: t0.Add(2 * time.Minute), Type: "user.login_failed", Category: "auth",
-			Actor: stele.Actor{Type: "user", ID: "=HYPERLINK(\"http://evil.example\")", Name: "-2+3"},
+			Actor:    stele.Actor{Type: "user", ID: "=HYPERLINK(\"http://evil.example\")", Name: "-2+3"},
 			Resource: &stele.Resource{Type: "user", ID: "@admin", Name: "+1"}, IP: "2001:db8::7", Outcome: "failure",
 			Context: json.RawMessage(`{"user_agent":"\tcurl"}`), Emitter: stele.Emitter{Workspace: "default", KeyID: "k2"}},
 		{ID: "0195d2a4-7c00-7000-8000-000000000004", Time: t0.Add(3 * time.Minute), ReceivedAt: t0.Add(3 * time.Minute), Type: "retention.purged", Category: "auditlog",
