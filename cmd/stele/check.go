@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,7 +189,7 @@ type checkStore interface {
 func openCheckStore(ctx context.Context, cfg checkConfig) (checkStore, string, error) {
 	if cfg.DB != "" {
 		// PostgreSQL: the backend's own open; the check only reads through it.
-		s, err := openStore(ctx, cfg.DataDir, cfg.DB)
+		s, err := openStore(ctx, cfg.DataDir, cfg.DB, slog.Default())
 		if err != nil {
 			return nil, "", err
 		}
@@ -204,7 +205,7 @@ func openCheckStore(ctx context.Context, cfg checkConfig) (checkStore, string, e
 
 // restoreGuards re-creates missing guards through a read-write open.
 func restoreGuards(ctx context.Context, cfg checkConfig, stdout io.Writer) error {
-	store, err := openStore(ctx, cfg.DataDir, cfg.DB)
+	store, err := openStore(ctx, cfg.DataDir, cfg.DB, slog.Default())
 	if err != nil {
 		return err
 	}

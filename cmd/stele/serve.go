@@ -41,6 +41,7 @@ type serveConfig struct {
 	LogLevel       slog.Level     // --log-level
 	Limits         api.Limits     // --rate-ingest, --rate-read, --login-rate
 	KeyGrace       time.Duration  // --key-rotation-grace: default life of a rotated key's old secret
+	Pprof          string         // --pprof: serve net/http/pprof on this address (off by default)
 	// Bootstrap holds STELE_ADMIN_KEY, STELE_ADMIN_EMAIL and
 	// STELE_ADMIN_PASSWORD, used at first start only.
 	Bootstrap api.BootstrapConfig
@@ -66,6 +67,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.Limits.LoginsPerMinutePerIP, "login-rate", c.Limits.LoginsPerMinutePerIP, "login attempts per minute per source address")
 	fs.IntVar(&c.Limits.FailuresPerMinute, "failures-logged", c.Limits.FailuresPerMinute, "refusals per minute, workspace and source address logged one by one before the rest are aggregated")
 	fs.DurationVar(&c.KeyGrace, "key-rotation-grace", 0, "how long a rotated API key's old secret keeps working unless the rotation says otherwise")
+	fs.StringVar(&c.Pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default, never expose it")
 	if err := parse(fs, args); err != nil {
 		return c, err
 	}
@@ -128,7 +130,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, cfg.DataDir, cfg.DB)
+	store, err := openStore(ctx, cfg.DataDir, cfg.DB, logger)
 	if err != nil {
 		return err
 	}
@@ -138,7 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := sequencer.NewMetrics(reg)
 	cps := sequencer.NewCheckpointer(store, key, nil, logger, m)
-	seq := sequencer.New(store, key.MACKey(), sequencer.Config{Lanes: 1, Logger: logger, OnCommit: cps.Committed, Metrics: m})
+	seq := sequencer.New(store, key.MACKey(), sequencer.Config{Lanes: writeLanes(cfg.DB), Logger: logger, OnCommit: cps.Committed, Metrics: m})
 	var started atomic.Bool
 	var guards atomic.Pointer[error] // set when the database's guards are missing (TAM-22)
 	srv := api.New(api.Config{Store: store, Sequencer: seq, Checkpointer: cps, Key: key, Logger: logger, Registry: reg,
@@ -202,6 +204,14 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 		return fmt.Errorf("couldn't log the service start: %w", err)
 	}
 
+	if cfg.Pprof != "" {
+		stopPprof, err := servePprof(cfg.Pprof, logger)
+		if err != nil {
+			drain()
+			return err
+		}
+		defer stopPprof()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		drain()

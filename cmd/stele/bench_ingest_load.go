@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/api"
+	"github.com/stele-log/stele/client"
+	"github.com/stele-log/stele/eventgen"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on
+// every Linux architecture Go supports).
+const clockTicks = 100
+
+// procCPU returns the user+sys CPU time of process pid in clock ticks.
+func procCPU(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name is in parentheses and may hold spaces: fields count
+	// from the last ')'. utime and stime are fields 14 and 15 of stat.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return u + s, nil
+}
+
+// eventPool is the benchmark's events: a seeded stream, so that the client
+// side and the baseline process (which builds its own pool) use the same
+// rows.
+type eventPool struct {
+	bodies []stele.EventBody
+	// tails are the events as an emitter sends them, without their id: the
+	// JSON object after its opening brace.
+	tails [][]byte
+}
+
+func newEventPool(n int) (*eventPool, error) {
+	g := eventgen.New(20261205)
+	bodies := g.Stream(n, time.Now().Add(-time.Minute), 24*time.Hour, false)
+	p := &eventPool{bodies: bodies}
+	for i := range bodies {
+		b := &bodies[i]
+		t := b.Time
+		raw, err := json.Marshal(client.Event{Time: &t, Type: b.Type, Category: b.Category, Actor: b.Actor, Node: b.Node,
+			Resource: b.Resource, IP: b.IP, Outcome: b.Outcome, Context: b.Context})
+		if err != nil {
+			return nil, err
+		}
+		p.tails = append(p.tails, raw[1:])
+	}
+	return p, nil
+}
+
+// appendEvent appends pool event i with a fresh UUIDv7, as the Go client
+// sends it (the client always sets ids, so that retries are idempotent).
+func (p *eventPool) appendEvent(buf []byte, i int) []byte {
+	buf = append(buf, `{"id":"`...)
+	buf = append(buf, uuid.Must(uuid.NewV7()).String()...)
+	buf = append(buf, `",`...)
+	return append(buf, p.tails[i%len(p.tails)]...)
+}
+
+// benchServer is `stele serve` running as a child process.
+type benchServer struct {
+	cmd  *exec.Cmd
+	url  string
+	key  string
+	logs *os.File
+	hc   *http.Client
+}
+
+// startBenchServer starts this binary's `stele serve` on dataDir and waits
+// until it is ready. The environment's STELE_* variables are not passed on:
+// the bench measures the defaults.
+func startBenchServer(ctx context.Context, bin, dataDir, pprofAddr string) (*benchServer, error) {
+	_, _, key := api.NewKeySecret("default")
+	logs, err := os.Create(dataDir + ".log")
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--rate-ingest", "0", "--log-level", "warn"}
+	if pprofAddr != "" {
+		args = append(args, "--pprof", pprofAddr)
+	}
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "STELE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "STELE_ADMIN_KEY="+key)
+	cmd.Stderr = logs
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &benchServer{cmd: cmd, key: key, logs: logs}
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "Stele is serving on "); ok {
+				urls <- strings.TrimSpace(u)
+			}
+		}
+		close(urls)
+	}()
+	select {
+	case u, ok := <-urls:
+		if !ok {
+			s.stop()
+			return nil, fmt.Errorf("the server exited before serving:\n%s", s.logTail())
+		}
+		s.url = u
+	case <-time.After(2 * time.Minute):
+		s.stop()
+		return nil, fmt.Errorf("the server did not start within 2 minutes:\n%s", s.logTail())
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+	s.hc = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true}}
+	for deadline := time.Now().Add(time.Minute); ; {
+		resp, err := s.hc.Get(s.url + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("the server did not become ready:\n%s", s.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *benchServer) pid() int { return s.cmd.Process.Pid }
+
+// stop shuts the server down as an operator would (SIGTERM).
+func (s *benchServer) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	s.logs.Close()
+}
+
+func (s *benchServer) logTail() string {
+	b, _ := os.ReadFile(s.logs.Name())
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// steleLoad drives the server with one workload's clients.
+type steleLoad struct {
+	srv  *benchServer
+	w    ingestWorkload
+	pool *eventPool
+	next atomic.Int64 // pool position
+}
+
+// round runs the workload's clients for d and measures the server process.
+func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, error) {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		total  atomic.Int64
+		lat    []time.Duration
+		errs   []error
+		failed atomic.Bool
+	)
+	cpu0, err := procCPU(l.srv.pid())
+	if err != nil {
+		return roundResult{}, err
+	}
+	start := time.Now()
+	deadline := start.Add(d)
+	for range l.w.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			var buf []byte
+			for time.Now().Before(deadline) && !failed.Load() && ctx.Err() == nil {
+				buf = buf[:0]
+				first := int(l.next.Add(int64(l.w.Batch))) - l.w.Batch
+				if l.w.Batch == 1 {
+					buf = l.pool.appendEvent(buf, first)
+				} else {
+					buf = append(buf, `{"events":[`...)
+					for i := range l.w.Batch {
+						if i > 0 {
+							buf = append(buf, ',')
+						}
+						buf = l.pool.appendEvent(buf, first+i)
+					}
+					buf = append(buf, "]}"...)
+				}
+				t0 := time.Now()
+				err := l.post(ctx, buf)
+				mine = append(mine, time.Since(t0))
+				if err != nil {
+					failed.Store(true)
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				total.Add(int64(l.w.Batch))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu1, err := procCPU(l.srv.pid())
+	if err != nil {
+		return roundResult{}, err
+	}
+	if len(errs) > 0 {
+		return roundResult{}, fmt.Errorf("append failed: %w\nserver log:\n%s", errs[0], l.srv.logTail())
+	}
+	return roundResult{events: total.Load(), elapsed: elapsed, cpuTicks: cpu1 - cpu0, latencies: lat}, ctx.Err()
+}
+
+func (l *steleLoad) post(ctx context.Context, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.srv.url+"/v1/events", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+l.srv.key)
+	resp, err := l.srv.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, answer)
+	}
+	return nil
+}
