@@ -334,7 +334,9 @@ func TestTamperCatalog(t *testing.T) {
 		dir := fx.copyTo(t)
 		a := attack(t, dir)
 		a.dropGuards()
-		a.editEvent("default", 7, false, func(b string) string { return strings.Replace(b, `"id":"alice@acme.com"`, `"id":"mallory@acme.com"`, 1) })
+		a.editEvent("default", 7, false, func(b string) string {
+			return strings.Replace(b, `"id":"alice@acme.com"`, `"id":"mallory@acme.com"`, 1)
+		})
 		r := runCheckBinary(t, "--data", dir)
 		r.wantFirst(t, "default", 7, "C1 leaf")
 		r.wantAlso(t, "default", 7, "C2 root")
