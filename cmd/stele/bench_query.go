@@ -78,7 +78,7 @@ func openReadBench(ctx context.Context, f readBenchFlags, stderr io.Writer) (*re
 	if err != nil {
 		return fail(err)
 	}
-	srv, err := startBenchServer(ctx, dir, key, stderr)
+	srv, err := startBenchServer(ctx, benchServe{DataDir: dir, Key: key, Args: []string{"--name", benchName}})
 	if err != nil {
 		return fail(err)
 	}

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/stele-log/stele"
@@ -44,7 +41,7 @@ func benchData(ctx context.Context, dir string, n int, stderr io.Writer) (string
 		return "", err
 	}
 	_, _, key := api.NewKeySecret("default")
-	srv, err := startBenchServer(ctx, dir, key, stderr)
+	srv, err := startBenchServer(ctx, benchServe{DataDir: dir, Key: key, Args: []string{"--name", benchName}})
 	if err != nil {
 		return "", err
 	}
@@ -127,67 +124,6 @@ func generateEvents(ctx context.Context, dir string, n int, stderr io.Writer) er
 		return err
 	}
 	return store.AddCheckpoint(ctx, stele.Checkpoint{Workspace: ws, Size: size, Root: root, Time: at, Note: note}, prev)
-}
-
-// benchServer is a stele serve process started by a benchmark.
-type benchServer struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan error
-}
-
-// startBenchServer runs this binary's serve on dir at a free port, with no
-// read rate limit, and waits until it serves.
-func startBenchServer(ctx context.Context, dir, key string, stderr io.Writer) (*benchServer, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--name", benchName, "--rate-read", "0", "--rate-ingest", "0", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "STELE_ADMIN_KEY="+key, "STELE_ADMIN_PASSWORD=bench password, never used")
-	cmd.Stderr = stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &benchServer{cmd: cmd, done: make(chan error, 1)}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "Stele is serving on "); ok {
-				found <- strings.TrimSpace(u)
-			}
-		}
-		s.done <- cmd.Wait()
-	}()
-	select {
-	case s.url = <-found:
-		return s, nil
-	case err := <-s.done:
-		return nil, fmt.Errorf("stele serve exited at start: %v", err)
-	case <-time.After(5 * time.Minute):
-		s.stop()
-		return nil, errors.New("stele serve did not start within 5 minutes")
-	case <-ctx.Done():
-		s.stop()
-		return nil, ctx.Err()
-	}
-}
-
-// stop shuts the server down gracefully and waits for it.
-func (s *benchServer) stop() error {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.done:
-		return err
-	case <-time.After(2 * time.Minute):
-		s.cmd.Process.Kill()
-		return errors.New("stele serve did not stop within 2 minutes")
-	}
 }
 
 // peakRSS returns the peak resident set of process pid (VmHWM), in bytes;
