@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -48,12 +46,46 @@ import (
 // baselines of the same run.
 
 type pgBenchSide struct {
-	name  string
-	title string
-	run   func(ctx context.Context, d time.Duration) (int64, time.Duration, error)
-	rates []float64
-	total int64
-	secs  float64
+	name    string
+	title   string
+	db      string // database name, to find its server processes
+	servers pgBenchServers
+	run     func(ctx context.Context, d time.Duration) (int64, time.Duration, error)
+	rates   []float64
+	total   int64
+	secs    float64
+	// CPU time (clock ticks) of the Stele processes and of the PostgreSQL
+	// backends serving the side's database, over the measured rounds.
+	steleTicks, pgTicks int64
+}
+
+// cpuPerEvent returns microseconds of CPU per event from ticks.
+func (s *pgBenchSide) cpuPerEvent(ticks int64) float64 {
+	if s.total == 0 {
+		return 0
+	}
+	return float64(ticks) / clockTicks * 1e6 / float64(s.total)
+}
+
+// cpu returns the CPU ticks used so far by the side's Stele processes and by
+// the backends of its database (when PostgreSQL runs on this machine).
+func (s *pgBenchSide) cpu(ctx context.Context, admin *pgx.Conn) (stele, pg int64) {
+	for _, srv := range s.servers {
+		if t, err := procCPU(srv.pid()); err == nil {
+			stele += t
+		}
+	}
+	rows, err := admin.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE datname = $1", s.db)
+	if err != nil {
+		return stele, 0
+	}
+	pids, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
+	for _, pid := range pids {
+		if t, err := procCPU(int(pid)); err == nil {
+			pg += t
+		}
+	}
+	return stele, pg
 }
 
 func (s *pgBenchSide) rate() float64 {
@@ -103,18 +135,24 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	dbs := map[string]string{}
+	dbNames := map[string]string{}
 	for _, side := range []string{"copy", "insert", "one", "two"} {
 		name := "stele_bench_" + hex.EncodeToString(suffix) + "_" + side
 		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0 ENCODING 'UTF8'"); err != nil {
 			return fmt.Errorf("couldn't create a database for the bench: %w", err)
 		}
-		defer admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		defer func() {
+			if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+				fmt.Fprintf(stderr, "couldn't drop the bench's database %s: %v\n", name, err)
+			}
+		}()
 		u, err := url.Parse(*dbURL)
 		if err != nil {
 			return err
 		}
 		u.Path = "/" + name
 		dbs[side] = u.String()
+		dbNames[side] = name
 	}
 
 	wsNames := make([]string, *workspaces)
@@ -155,8 +193,11 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 	sides := []*pgBenchSide{
 		{name: "copy", title: fmt.Sprintf("COPY, %d connections, %d rows/tx", *workspaces, *txRows), run: copySide.round},
 		{name: "insert", title: fmt.Sprintf("multi-row INSERT, %d connections, %d rows/tx", *workspaces, *txRows), run: insertSide.round},
-		{name: "one", title: fmt.Sprintf("Stele, 1 process, %d clients × %d-event batches", *clients, *batch), run: oneLoad.round},
-		{name: "two", title: fmt.Sprintf("Stele, 2 processes, %d clients × %d-event batches", *clients, *batch), run: twoLoad.round},
+		{name: "one", title: fmt.Sprintf("Stele, 1 process, %d clients × %d-event batches", *clients, *batch), run: oneLoad.round, servers: one},
+		{name: "two", title: fmt.Sprintf("Stele, 2 processes, %d clients × %d-event batches", *clients, *batch), run: twoLoad.round, servers: two},
+	}
+	for _, s := range sides {
+		s.db = dbNames[s.name]
 	}
 	machine := machineSummary()
 	fmt.Fprintf(stderr, "machine: %s\n", machine)
@@ -170,10 +211,14 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 	for r := range *rounds {
 		for i := range sides {
 			s := sides[(i+r)%len(sides)]
+			st0, pg0 := s.cpu(ctx, admin)
 			n, el, err := s.run(ctx, *duration)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
+			st1, pg1 := s.cpu(ctx, admin)
+			s.steleTicks += st1 - st0
+			s.pgTicks += pg1 - pg0
 			s.total += n
 			s.secs += el.Seconds()
 			s.rates = append(s.rates, float64(n)/el.Seconds())
@@ -197,6 +242,8 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 			Title      string    `json:"title"`
 			EventsPerS float64   `json:"events_per_s"`
 			RoundRates []float64 `json:"round_events_per_s"`
+			SteleCPUUs float64   `json:"stele_cpu_us_per_event"`
+			PgCPUUs    float64   `json:"postgres_cpu_us_per_event"`
 		}
 		out := struct {
 			Machine        string     `json:"machine"`
@@ -212,7 +259,7 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 		}{Machine: machine, Rounds: *rounds, Duration: duration.String(), OneVsCopy: ratio("one", "copy"), OneVsInsert: ratio("one", "insert"),
 			TwoVsOne: ratio("two", "one"), TwoVsCopy: ratio("two", "copy"), InsertVsCopy: ratio("insert", "copy"), WorkspaceCount: *workspaces}
 		for _, s := range sides {
-			out.Sides = append(out.Sides, sideJSON{s.name, s.title, s.rate(), s.rates})
+			out.Sides = append(out.Sides, sideJSON{s.name, s.title, s.rate(), s.rates, s.cpuPerEvent(s.steleTicks), s.cpuPerEvent(s.pgTicks)})
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -221,16 +268,18 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 	fmt.Fprintf(stdout, "stele bench ingest-pg — %d rounds of %s per side, order rotating; %d workspaces\n", *rounds, *duration, *workspaces)
 	fmt.Fprintf(stdout, "machine: %s\n\n", machine)
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "side\tevents/s\t÷ COPY\t÷ INSERT\tper round\t")
+	fmt.Fprintln(tw, "side\tevents/s\t÷ COPY\t÷ INSERT\tCPU µs/event Stele\tPostgreSQL\tper round\t")
 	for _, s := range sides {
 		parts := make([]string, len(s.rates))
 		for i, v := range s.rates {
 			parts[i] = thousands(int64(v))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2f×\t%.2f×\t%s\t\n", s.title, thousands(int64(s.rate())), ratio(s.name, "copy"), ratio(s.name, "insert"), strings.Join(parts, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%.2f×\t%.2f×\t%.0f\t%.0f\t%s\t\n", s.title, thousands(int64(s.rate())), ratio(s.name, "copy"), ratio(s.name, "insert"),
+			s.cpuPerEvent(s.steleTicks), s.cpuPerEvent(s.pgTicks), strings.Join(parts, " "))
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\ntwo processes ÷ one process: %.2f×\n", ratio("two", "one"))
+	fmt.Fprintln(stdout, "CPU: user+sys of the Stele server processes and of the PostgreSQL backends serving the side's database (/proc; 0 when the server is remote).")
 	return nil
 }
 
@@ -418,11 +467,11 @@ func startPGBenchServers(ctx context.Context, bin, dir, name, dbURL, keyFile str
 	var out pgBenchServers
 	for i := range n {
 		data := filepath.Join(dir, fmt.Sprintf("%s-%d", name, i))
-		flags := []string{"--db", dbURL, "--signing-key", keyFile}
-		if pprofAddr != "" && i == 0 {
-			flags = append(flags, "--pprof", pprofAddr)
+		c := benchServe{Bin: bin, DataDir: data, Key: key, Args: []string{"--db", dbURL, "--signing-key", keyFile}}
+		if i == 0 {
+			c.PprofAddr = pprofAddr
 		}
-		s, err := startServerProcess(ctx, bin, data, key, flags...)
+		s, err := startBenchServer(ctx, c)
 		if err != nil {
 			out.stop()
 			return nil, err
@@ -430,76 +479,6 @@ func startPGBenchServers(ctx context.Context, bin, dir, name, dbURL, keyFile str
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// startServerProcess starts this binary's `stele serve` on dataDir with
-// extra flags and waits until it is ready. The environment's STELE_*
-// variables are not passed on: the bench measures the defaults.
-func startServerProcess(ctx context.Context, bin, dataDir, adminKey string, extra ...string) (*benchServer, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	logs, err := os.Create(dataDir + ".log")
-	if err != nil {
-		return nil, err
-	}
-	args := append([]string{"serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--rate-ingest", "0", "--log-level", "warn"}, extra...)
-	cmd := exec.Command(bin, args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "STELE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "STELE_ADMIN_KEY="+adminKey)
-	cmd.Stderr = logs
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &benchServer{cmd: cmd, key: adminKey, logs: logs}
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "Stele is serving on "); ok {
-				urls <- strings.TrimSpace(u)
-			}
-		}
-		close(urls)
-	}()
-	select {
-	case u, ok := <-urls:
-		if !ok {
-			s.stop()
-			return nil, fmt.Errorf("the server exited before serving:\n%s", s.logTail())
-		}
-		s.url = u
-	case <-time.After(2 * time.Minute):
-		s.stop()
-		return nil, fmt.Errorf("the server did not start within 2 minutes:\n%s", s.logTail())
-	case <-ctx.Done():
-		s.stop()
-		return nil, ctx.Err()
-	}
-	s.hc = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true}}
-	for deadline := time.Now().Add(time.Minute); ; {
-		resp, err := s.hc.Get(s.url + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("the server did not become ready:\n%s", s.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // pgLoad drives servers with clients, client i posting to server i mod
