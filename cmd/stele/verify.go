@@ -36,7 +36,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&logKey, "log-key", "", "monitor: pin this verifier key on first use instead of trusting the one the server serves")
 	fs.BoolVar(&quiet, "quiet", false, "offline: print only the events that failed and the summary, not a verdict per event")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage:\n  stele verify --key VKEY [--checkpoint CHECKPOINT] [--quiet] FILE\n  stele verify --server URL --key APIKEY --state FILE [--log-key VKEY]\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage:\n  stele verify --key VKEY [--checkpoint CHECKPOINT] [--quiet] FILE  (- for standard input)\n  stele verify --server URL --key APIKEY --state FILE [--log-key VKEY]\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	files, err := parseArgs(fs, args)
@@ -74,11 +74,15 @@ func verifyFile(path, key, cpFile string, quiet bool, stdout io.Writer) error {
 			return err
 		}
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+	var f io.Reader = os.Stdin
+	if path != "-" {
+		file, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		f = file
 	}
-	defer f.Close()
 	opts.OnEvent = func(r verify.Result) {
 		if quiet && r.Status != verify.Failed {
 			return
