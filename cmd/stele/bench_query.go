@@ -68,7 +68,7 @@ func openReadBench(ctx context.Context, f readBenchFlags, stderr io.Writer) (*re
 		}
 		dir = tmp
 		if !f.keep {
-			cleanup = func() { os.RemoveAll(tmp) }
+			cleanup = func() { os.RemoveAll(tmp); os.Remove(tmp + ".log") }
 		} else {
 			fmt.Fprintf(stderr, "keeping the log in %s\n", tmp)
 		}
