@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -401,7 +402,7 @@ func benchExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		for j, side := range []string{"bare SELECT", "Stele /v1/export"} {
 			r := res[j]
-			ratio := (float64(res[1].bytes) / res[1].secs) / (float64(res[0].bytes) / res[0].secs)
+			ratio := (float64(res[1].events) / res[1].secs) / (float64(res[0].events) / res[0].secs)
 			cell := "1.00"
 			if j == 1 {
 				cell = fmt.Sprintf("%.2f", ratio)
@@ -415,42 +416,64 @@ func benchExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 // bareExport is the baseline of an export: the bare SELECT of the
-// workspace's rows in the same order, written with encoding/csv (the
-// columns as stored) or as NDJSON (the stored body per line).
+// workspace's rows in the same order, written as the same document — with
+// encoding/csv, the export's columns (those not stored as columns taken
+// from the body with SQLite's json_extract), or as NDJSON, the stored body
+// between seq and leaf_hash per line.
 func (b *readBench) bareExport(ctx context.Context, format string, w io.Writer) (int64, error) {
-	query := `SELECT time_ns, type, category, actor_id, node, resource_type, resource_id, ip, outcome, body, rowid, received_ns, leaf_hash
+	query := `SELECT json_extract(body, '$.time'), type, category, json_extract(body, '$.actor.type'), actor_id,
+		json_extract(body, '$.actor.name'), node, resource_type, resource_id, json_extract(body, '$.resource.name'),
+		ip, outcome, json_extract(body, '$.context'), id, rowid, json_extract(body, '$.received_at'), leaf_hash
 		FROM events WHERE ws = ? ORDER BY time_ns DESC, rowid DESC`
+	if format == "ndjson" {
+		query = `SELECT rowid, body, leaf_hash FROM events WHERE ws = ? ORDER BY time_ns DESC, rowid DESC`
+	}
 	rs, err := b.db.QueryContext(ctx, query, b.wsn)
 	if err != nil {
 		return 0, err
 	}
 	defer rs.Close()
-	cw := csv.NewWriter(w)
-	row := make([]string, 13)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	cw := csv.NewWriter(bw)
+	cw.Write([]string{"time", "type", "category", "actor_type", "actor_id", "actor_name", "node", "resource_type",
+		"resource_id", "resource_name", "ip", "outcome", "context", "id", "seq", "received_at", "leaf_hash"})
 	var n int64
+	var line []byte
 	for rs.Next() {
-		var timeNS, rid, recv int64
-		var typ, cat, actor, outcome string
-		var node, rtype, rid2 sql.NullString
-		var ip, body, leaf []byte
-		if err := rs.Scan(&timeNS, &typ, &cat, &actor, &node, &rtype, &rid2, &ip, &outcome, &body, &rid, &recv, &leaf); err != nil {
-			return n, err
-		}
 		n++
 		if format == "ndjson" {
-			if _, err := w.Write(append(body, '\n')); err != nil {
+			var rid int64
+			var body, leaf []byte
+			if err := rs.Scan(&rid, &body, &leaf); err != nil {
+				return n, err
+			}
+			line = strconv.AppendInt(append(line[:0], `{"seq":`...), rid&(1<<40-1), 10)
+			line = append(append(line, ','), body[1:len(body)-1]...)
+			line = append(base64.StdEncoding.AppendEncode(append(line, `,"leaf_hash":"`...), leaf), "\"}\n"...)
+			if _, err := bw.Write(line); err != nil {
 				return n, err
 			}
 			continue
 		}
-		row[0], row[1], row[2], row[3] = time.Unix(0, timeNS).UTC().Format(time.RFC3339Nano), typ, cat, actor
-		row[4], row[5], row[6] = node.String, rtype.String, rid2.String
-		row[7] = ""
-		if len(ip) == 16 {
-			row[7] = netip.AddrFrom16([16]byte(ip)).Unmap().String()
+		var cols [17]sql.NullString
+		var ip, id, leaf []byte
+		var rid int64
+		if err := rs.Scan(&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8], &cols[9],
+			&ip, &cols[11], &cols[12], &id, &rid, &cols[15], &leaf); err != nil {
+			return n, err
 		}
-		row[8], row[9], row[10] = outcome, string(body), strconv.FormatInt(rid&(1<<40-1), 10)
-		row[11], row[12] = time.Unix(0, recv).UTC().Format(time.RFC3339Nano), base64.StdEncoding.EncodeToString(leaf)
+		row := make([]string, 17)
+		for i := range cols {
+			row[i] = cols[i].String
+		}
+		if len(ip) == 16 {
+			row[10] = netip.AddrFrom16([16]byte(ip)).Unmap().String()
+		}
+		if len(id) == 16 {
+			row[13] = fmt.Sprintf("%x-%x-%x-%x-%x", id[0:4], id[4:6], id[6:8], id[8:10], id[10:16])
+		}
+		row[14] = strconv.FormatInt(rid&(1<<40-1), 10)
+		row[16] = base64.StdEncoding.EncodeToString(leaf)
 		if err := cw.Write(row); err != nil {
 			return n, err
 		}
@@ -459,5 +482,8 @@ func (b *readBench) bareExport(ctx context.Context, format string, w io.Writer) 
 	if err := cw.Error(); err != nil {
 		return n, err
 	}
-	return n, rs.Err()
+	if err := rs.Err(); err != nil {
+		return n, err
+	}
+	return n, bw.Flush()
 }
