@@ -90,7 +90,8 @@ type Options struct {
 	// Workspaces, when set, limits the check to these workspaces.
 	Workspaces []string
 	// Progress, when set, is called about every Options.ProgressEvery events
-	// and at the end of each workspace.
+	// and at the end of each workspace, from the check's goroutines, one
+	// call at a time.
 	Progress      func(Progress)
 	ProgressEvery int64
 	// MaxFindings bounds the findings kept per workspace (default 20); the

@@ -3,7 +3,6 @@ package integrity
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/stele-log/stele"
 	"github.com/stele-log/stele/checkpoint"
-	"github.com/stele-log/stele/sequencer"
-	"github.com/stele-log/stele/tree"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -33,14 +30,16 @@ type wsCheck struct {
 	saved  []claim // trusted external checkpoints, by size
 	si, ti int     // next claim to meet in signed and saved
 
-	next     int64          // the next position expected
-	f        *tree.Frontier // the tree rebuilt from recomputed leaves
+	next     int64     // the next position expected
+	f        *frontier // the tree rebuilt from recomputed leaves
 	broken   bool           // a gap: the tree cannot be rebuilt past it
 	bodies   int64          // positions whose event is stored
 	lastRecv time.Time      // received_at of the latest event
 	matched  int64          // size of the latest checkpoint whose root matched
 
 	treeBad, rootBad int // C2 mismatches after the first, which only echo it
+
+	mac *rowMAC // nil without the MAC key
 }
 
 // claim is a signed statement about the tree at one size.
@@ -81,37 +80,68 @@ func (c *wsCheck) run(ctx context.Context) (Workspace, error) {
 	if err := c.loadCheckpoints(ctx); err != nil {
 		return Workspace{}, err
 	}
-	c.f, _ = tree.NewFrontier(0, nil)
+	c.f = &frontier{}
+	c.mac = newMAC(c.opts.MACKey, c.ws)
 	c.meetClaims() // checkpoints of the empty tree
-	for {
-		n := int64(0)
-		err := c.store.ScanLeaves(ctx, c.ws, c.next, func(l stele.Leaf) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			c.leaf(l)
-			n++
-			if n%c.opts.ProgressEvery == 0 {
-				c.progress(before.Size)
-			}
-			if n >= c.opts.Chunk {
-				return errChunk
-			}
-			return nil
-		})
-		if errors.Is(err, errChunk) {
-			continue
-		}
-		if err != nil {
-			return Workspace{}, fmt.Errorf("couldn't read the stored leaves: %w", err)
-		}
-		break
+	if err := c.scan(ctx, before.Size); err != nil {
+		return Workspace{}, fmt.Errorf("couldn't read the stored leaves: %w", err)
 	}
 	if err := c.finish(ctx, before); err != nil {
 		return Workspace{}, err
 	}
 	c.progress(before.Size)
 	return c.res, nil
+}
+
+// scan reads the stored positions on this goroutine, one read transaction
+// per Options.Chunk positions, and hands them in batches to a second
+// goroutine that checks them (leaf), so that reading and checking overlap.
+func (c *wsCheck) scan(ctx context.Context, total int64) error {
+	const batchSize = 512
+	batches := make(chan []stele.Leaf, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var since int64
+		for b := range batches {
+			for _, l := range b {
+				c.leaf(l)
+			}
+			if since += int64(len(b)); since >= c.opts.ProgressEvery {
+				c.progress(total)
+				since = 0
+			}
+		}
+	}()
+	batch := make([]stele.Leaf, 0, batchSize)
+	var from int64
+	var err error
+	for {
+		var n int64
+		err = c.store.ScanLeaves(ctx, c.ws, from, func(l stele.Leaf) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if batch = append(batch, l); len(batch) == batchSize {
+				batches <- batch
+				batch = make([]stele.Leaf, 0, batchSize)
+			}
+			from = l.Seq + 1
+			if n++; n >= c.opts.Chunk {
+				return errChunk
+			}
+			return nil
+		})
+		if !errors.Is(err, errChunk) {
+			break
+		}
+	}
+	if len(batch) > 0 {
+		batches <- batch
+	}
+	close(batches)
+	<-done
+	return err
 }
 
 func (c *wsCheck) progress(total int64) {
@@ -191,7 +221,7 @@ func (c *wsCheck) leaf(l stele.Leaf) {
 		}
 		c.eventFields(seq, l.Canonical)
 	}
-	if c.opts.MACKey != nil && !hmac.Equal(l.MAC, sequencer.MAC(c.opts.MACKey, c.ws, seq, leaf)) {
+	if c.mac != nil && !c.mac.valid(seq, leaf, l.MAC) {
 		c.find(seq, CheckMAC, "the row was not written by this instance: its MAC does not match (workspace, seq, leaf hash)")
 	}
 	if !c.broken {
