@@ -32,10 +32,10 @@ type wsCheck struct {
 
 	next     int64     // the next position expected
 	f        *frontier // the tree rebuilt from recomputed leaves
-	broken   bool           // a gap: the tree cannot be rebuilt past it
-	bodies   int64          // positions whose event is stored
-	lastRecv time.Time      // received_at of the latest event
-	matched  int64          // size of the latest checkpoint whose root matched
+	broken   bool      // a gap: the tree cannot be rebuilt past it
+	bodies   int64     // positions whose event is stored
+	lastRecv time.Time // received_at of the latest event
+	matched  int64     // size of the latest checkpoint whose root matched
 
 	treeBad, rootBad int // C2 mismatches after the first, which only echo it
 
