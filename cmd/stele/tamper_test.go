@@ -338,6 +338,7 @@ func TestTamperCatalog(t *testing.T) {
 			return strings.Replace(b, `"id":"alice@acme.com"`, `"id":"mallory@acme.com"`, 1)
 		})
 		r := runCheckBinary(t, "--data", dir)
+		t.Logf("stele check output:\n%s", r.out)
 		r.wantFirst(t, "default", 7, "C1 leaf")
 		r.wantAlso(t, "default", 7, "C2 root")
 	})
