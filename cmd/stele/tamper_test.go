@@ -702,3 +702,62 @@ func checkpointSize(t *testing.T, note []byte) int64 {
 	}
 	return n
 }
+
+// TestCheckBesideLiveServer runs the check while the server appends to two
+// workspaces: it opens the database read-only, passes, and changes nothing.
+func TestCheckBesideLiveServer(t *testing.T) {
+	ts := startServer(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		n := 0
+		for ctx.Err() == nil {
+			var evs []string
+			for i := range 50 {
+				evs = append(evs, fmt.Sprintf(`{"type":"pcap.started","actor":{"type":"service","id":"probe"},"context":{"i":%d}}`, i))
+			}
+			req := []byte(`{"events":[` + strings.Join(evs, ",") + `]}`)
+			if status, _, _ := call(t, "POST", ts.URL+"/v1/events", ts.Key, "application/json", req); status == 201 {
+				n += 50
+			}
+		}
+		done <- n
+	}()
+	for range 2 {
+		r := runCheckBinary(t, "--data", ts.DataDir, "--progress", "10ms")
+		r.wantOK(t)
+	}
+	cancel()
+	if n := <-done; n == 0 {
+		t.Fatal("no event was appended while the check ran")
+	}
+	ts.stop(t)
+	runCheckBinary(t, "--data", ts.DataDir).wantOK(t)
+}
+
+// TestCheckUsage covers what the check refuses before reading anything.
+func TestCheckUsage(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, dir)
+	ts.stop(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no database", []string{"--data", t.TempDir(), "--log-key", logKey(t, dir, "default")}, "no database"},
+		{"no key", []string{"--data", dir, "--signing-key", filepath.Join(dir, "missing.key")}, "give --log-key"},
+		{"bad log key", []string{"--data", dir, "--log-key", "stele.test+1234+abc"}, "--log-key"},
+		{"trusted checkpoint that does not verify", []string{"--data", dir, "--trusted", saveCheckpoint(t, []byte("stele.test/default\n1\nAAAA\n\n— x y\n"))}, "trusted checkpoint"},
+		{"argument", []string{"--data", dir, "extra"}, "unexpected argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), append([]string{"check"}, tc.args...), &out, &out)
+			var exit exitError
+			if err == nil || errors.As(err, &exit) || !strings.Contains(err.Error()+out.String(), tc.want) {
+				t.Errorf("stele check %v: err %v, output %q; want an error (exit 1) mentioning %q", tc.args, err, out.String(), tc.want)
+			}
+		})
+	}
+}
