@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"syscall"
 	"time"
 
@@ -217,10 +216,4 @@ func checkAll(ctx context.Context, store integrity.Store, opts integrity.Options
 		return 0, fmt.Errorf("the generated log does not check: %s", f)
 	}
 	return rep.Events, nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
