@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/store/postgres/pgtest"
 	"github.com/stele-log/stele/store/sqlite"
 	"github.com/stele-log/stele/tree"
 )
@@ -759,5 +760,48 @@ func TestCheckUsage(t *testing.T) {
 				t.Errorf("stele check %v: err %v, output %q; want an error (exit 1) mentioning %q", tc.args, err, out.String(), tc.want)
 			}
 		})
+	}
+}
+
+// TestCheckOnPostgres runs the same check over a log on PostgreSQL: a clean
+// log passes; an edited event (the guards disabled first) is found at its
+// seq, and the disabled guard is named.
+func TestCheckOnPostgres(t *testing.T) {
+	if b := os.Getenv("STELE_TEST_BACKENDS"); b != "" && !strings.Contains(b, "postgres") {
+		t.Skipf("STELE_TEST_BACKENDS=%s", b)
+	}
+	pgtest.Require(t)
+	dir := t.TempDir()
+	db := pgtest.NewDatabase(t)
+	ts := startServer(t, dir, func(c *serveConfig) { c.DB = db })
+	for range 2 {
+		var evs []string
+		for i := range 10 {
+			evs = append(evs, fmt.Sprintf(`{"type":"incident.opened","actor":{"type":"user","id":"alice@acme.com"},"outcome":"success","context":{"i":%d}}`, i))
+		}
+		if status, b, _ := call(t, "POST", ts.URL+"/v1/events?wait=checkpoint", ts.Key, "application/json", []byte(`{"events":[`+strings.Join(evs, ",")+`]}`)); status != 201 {
+			t.Fatalf("append: %d %s", status, b)
+		}
+	}
+	ts.stop(t)
+	key := filepath.Join(dir, "signing.key")
+	r := runCheckBinary(t, "--db", db, "--signing-key", key)
+	r.wantOK(t)
+	// A password in the URL (trust authentication ignores it) is never printed.
+	if withPassword := strings.Replace(db, "://postgres@", "://postgres:s3cret-pw@", 1); withPassword != db {
+		r := runCheckBinary(t, "--db", withPassword, "--signing-key", key)
+		r.wantOK(t)
+		if strings.Contains(r.out, "s3cret-pw") {
+			t.Errorf("the database password is printed:\n%s", r.out)
+		}
+	}
+	pgtest.ExecOn(t, db,
+		"ALTER TABLE events DISABLE TRIGGER events_append_only",
+		`UPDATE events SET body = convert_to(replace(convert_from(body, 'UTF8'), '"outcome":"success"', '"outcome":"failure"'), 'UTF8')
+			WHERE ws = (SELECT n FROM workspaces WHERE id = 'default') AND seq = 5`)
+	r = runCheckBinary(t, "--db", db, "--signing-key", key)
+	r.wantFirst(t, "default", 5, "C1 leaf")
+	if !strings.Contains(r.out, "FAILED guards (TAM-22)") || !strings.Contains(r.out, "events_append_only") {
+		t.Errorf("the disabled guard is not reported:\n%s", r.out)
 	}
 }
