@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stele-log/stele"
 	"github.com/stele-log/stele/store/postgres/pgtest"
@@ -106,6 +107,17 @@ func (fx *tamperFixture) copyTo(t *testing.T) string {
 	for _, e := range entries {
 		copyFile(t, filepath.Join(fx.dir, e.Name()), filepath.Join(dir, e.Name()))
 	}
+	return dir
+}
+
+// copyToWith copies the fixture and lets an attacker, guards dropped, edit it.
+func (fx *tamperFixture) copyToWith(t *testing.T, edit func(*attacker)) string {
+	t.Helper()
+	dir := fx.copyTo(t)
+	a := attack(t, dir)
+	a.dropGuards()
+	edit(a)
+	a.db.Close()
 	return dir
 }
 
@@ -312,6 +324,45 @@ func (fx *tamperFixture) wantAlarm(t *testing.T, dir, ws string) *testServer {
 	return ts
 }
 
+// wantFullCheckAlarm starts the server over dir with its background full
+// check due at once, and expects it to find ws's damage at seq, stop its
+// appends and record the alarm, while the other workspace serves.
+func (fx *tamperFixture) wantFullCheckAlarm(t *testing.T, dir, ws string, seq int64) {
+	t.Helper()
+	ts := startServer(t, dir, func(c *serveConfig) { c.FullCheckEvery = 20 * time.Millisecond })
+	want := fmt.Sprintf("workspace=%s seq=%d", ws, seq)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(ts.stderr.String(), "INTEGRITY ALARM (full check)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no full-check alarm within 2 minutes:\n%s", ts.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if log := ts.stderr.String(); !strings.Contains(log, want) {
+		t.Errorf("the full-check alarm does not name %s:\n%s", want, log)
+	}
+	keys := map[string]string{"default": ts.Key, "ops": fx.opsKey}
+	ev := []byte(`{"type":"incident.opened","actor":{"type":"system","id":"system"}}`)
+	if status, b, _ := call(t, "POST", ts.URL+"/v1/events", keys[ws], "application/json", ev); status != 503 {
+		t.Errorf("append to %s after the full-check alarm: %d %s, want 503", ws, status, b)
+	}
+	other := map[string]string{"default": "ops", "ops": "default"}[ws]
+	if status, b, _ := call(t, "POST", ts.URL+"/v1/events", keys[other], "application/json", ev); status != 201 {
+		t.Errorf("append to untouched %s: %d %s, want 201", other, status, b)
+	}
+	ts.stop(t)
+	// The alarm is an event of the system log.
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "stele.db"), sqlite.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n, err := s.Count(context.Background(), "_system", stele.Query{Filter: stele.Filter{Type: "integrity.alarm"}})
+	if err != nil || n != 1 {
+		t.Errorf("integrity.alarm events in the system log: %d (%v), want 1", n, err)
+	}
+}
+
 func TestTamperCatalog(t *testing.T) {
 	fx := buildTamperFixture(t)
 	def, ops := fx.size["default"], fx.size["ops"]
@@ -342,6 +393,8 @@ func TestTamperCatalog(t *testing.T) {
 		t.Logf("stele check output:\n%s", r.out)
 		r.wantFirst(t, "default", 7, "C1 leaf")
 		r.wantAlso(t, "default", 7, "C2 root")
+		// The server's own full check raises the alarm too.
+		fx.wantFullCheckAlarm(t, dir, "default", 7)
 	})
 
 	t.Run("TAM-02_edit_event_and_its_leaf_hash", func(t *testing.T) {
@@ -378,6 +431,9 @@ func TestTamperCatalog(t *testing.T) {
 		a.dropGuards()
 		a.exec("DELETE FROM events WHERE rowid = ?", a.rowid("default", 9))
 		runCheckBinary(t, "--data", dir).wantFirst(t, "default", 9, "C4 sequence")
+		fx.wantFullCheckAlarm(t, fx.copyToWith(t, func(a *attacker) {
+			a.exec("DELETE FROM events WHERE rowid = ?", a.rowid("default", 9))
+		}), "default", 9)
 		// Deleting the position's tree row as well leaves a gap.
 		a.exec("DELETE FROM tree WHERE rowid = ?", a.rowid("default", 9))
 		runCheckBinary(t, "--data", dir).wantFirst(t, "default", 9, "C4 sequence")
@@ -591,6 +647,7 @@ func TestTamperCatalog(t *testing.T) {
 		if !strings.Contains(r.out, `logged in workspace "default"`) {
 			t.Errorf("the transplant is not named:\n%s", r.out)
 		}
+		fx.wantFullCheckAlarm(t, dir, "ops", 4)
 	})
 
 	t.Run("TAM-15_another_workspace_checkpoint", func(t *testing.T) {
