@@ -20,6 +20,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/stele-log/stele"
@@ -225,14 +227,12 @@ func Run(ctx context.Context, store Store, opts Options) (*Report, error) {
 			ids = append(ids, w.ID)
 		}
 	}
-	for ws := range trusted {
-		found := false
-		for _, id := range ids {
-			found = found || id == ws
-		}
-		if !found && len(opts.Workspaces) == 0 {
-			// A saved checkpoint of a workspace the database no longer has.
-			ids = append(ids, ws)
+	if len(opts.Workspaces) == 0 {
+		// Saved checkpoints of workspaces the database no longer has.
+		for _, ws := range slices.Sorted(maps.Keys(trusted)) {
+			if !slices.Contains(ids, ws) {
+				ids = append(ids, ws)
+			}
 		}
 	}
 	for _, ws := range ids {

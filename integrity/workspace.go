@@ -2,6 +2,7 @@ package integrity
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,9 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// wsCheck is the check of one workspace's log. It is used by one goroutine.
+// wsCheck is the check of one workspace's log. Its fields belong to the
+// goroutine of run, except while scan runs: then leaf and what it calls use
+// them on scan's checking goroutine, and run's goroutine only reads rows.
 type wsCheck struct {
 	store   Store
 	opts    *Options
@@ -64,7 +67,7 @@ func (c *wsCheck) run(ctx context.Context) (Workspace, error) {
 	for _, t := range c.trusted {
 		c.saved = append(c.saved, claim{size: t.Size, root: t.Root, time: t.Time})
 	}
-	slices.SortFunc(c.saved, func(a, b claim) int { return int(min(max(a.size-b.size, -1), 1)) })
+	slices.SortFunc(c.saved, func(a, b claim) int { return cmp.Compare(a.size, b.size) })
 	before, err := c.store.Head(ctx, c.ws)
 	if errors.Is(err, stele.ErrNotFound) {
 		if len(c.saved) > 0 {

@@ -12,16 +12,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stele-log/stele"
 	"github.com/stele-log/stele/checkpoint"
 	"github.com/stele-log/stele/integrity"
 	"github.com/stele-log/stele/store/sqlite"
 )
 
-// Exit statuses of stele check.
-const (
-	exitCheckFailed = 2 // the check ran and found a contradiction (1: it could not run)
-)
+// exitCheckFailed is stele check's exit status when the check ran and found
+// a contradiction; 1 means it could not run.
+const exitCheckFailed = 2
 
 // checkConfig is the typed configuration of `stele check`.
 type checkConfig struct {
@@ -167,7 +165,11 @@ func checkKeys(cfg checkConfig) (integrity.Options, string, error) {
 	} else {
 		opts.Instance, opts.PublicKey = signing.Name(), signing.PublicKey()
 	}
-	note := fmt.Sprintf("log key: instance %s, Ed25519 %x… (%s)", opts.Instance, opts.PublicKey[:6], map[bool]string{true: "pinned with --log-key", false: "from " + cfg.SigningKey}[cfg.LogKey != ""])
+	source := "from " + cfg.SigningKey
+	if cfg.LogKey != "" {
+		source = "pinned with --log-key"
+	}
+	note := fmt.Sprintf("log key: instance %s, Ed25519 %x… (%s)", opts.Instance, opts.PublicKey[:6], source)
 	if signing != nil {
 		opts.MACKey = signing.MACKey()
 		note += "; row MACs checked"
@@ -292,5 +294,3 @@ func thousands(n int64) string {
 	}
 	return s
 }
-
-var _ stele.GuardChecker = (*sqlite.Store)(nil)
