@@ -37,6 +37,15 @@ type Store interface {
 	Checkpoints(ctx context.Context, ws string, fn func(stele.Checkpoint) error) error
 }
 
+// IndexChecker is implemented by stores that keep query columns derived
+// from each event beside its canonical bytes (store/sqlite). CheckIndexes
+// calls fn for every event of ws whose columns differ from what its bytes
+// say: an edit that hides an event from filtered queries without touching
+// the signed bytes.
+type IndexChecker interface {
+	CheckIndexes(ctx context.Context, ws string, fn func(seq int64, detail string) error) error
+}
+
 // Check names one of the checks, by its RELIABILITY.md number where it has one.
 type Check string
 
@@ -67,6 +76,9 @@ const (
 	// D8: the stored bytes are exactly the canonical form of a valid event
 	// (Options.Canonical).
 	CheckCanonical Check = "D8 canonical"
+	// Index: the store's query columns say what the stored event says
+	// (Options.Canonical, stores that implement IndexChecker).
+	CheckIndex Check = "index"
 	// TAM-22: the database's own append-only guards are in place.
 	CheckGuards Check = "guards"
 )
@@ -87,7 +99,8 @@ type Options struct {
 	// PublicKey; its origin names the workspace.
 	Trusted [][]byte
 	// Canonical re-derives every event through stele's parser and
-	// canonicalizer (D8); several times slower than hashing the bytes.
+	// canonicalizer (D8), and, on stores that implement IndexChecker, the
+	// query columns; several times slower than hashing the bytes.
 	Canonical bool
 	// Workspaces, when set, limits the check to these workspaces.
 	Workspaces []string
@@ -161,8 +174,11 @@ type Report struct {
 	// cannot tell (it does not implement stele.GuardChecker).
 	Guards        error
 	GuardsChecked bool
-	Events        int64
-	Elapsed       time.Duration
+	// IndexesChecked reports whether the query columns were compared with
+	// the events (Options.Canonical on an IndexChecker store).
+	IndexesChecked bool
+	Events         int64
+	Elapsed        time.Duration
 	// Trusted counts the external checkpoints held against the logs (C5).
 	Trusted int
 }
@@ -243,6 +259,8 @@ func Run(ctx context.Context, store Store, opts Options) (*Report, error) {
 		}
 		rep.Workspaces = append(rep.Workspaces, res)
 	}
+	_, rep.IndexesChecked = store.(IndexChecker)
+	rep.IndexesChecked = rep.IndexesChecked && opts.Canonical
 	if g, ok := store.(stele.GuardChecker); ok {
 		rep.GuardsChecked = true
 		rep.Guards = g.CheckGuards(ctx)

@@ -92,6 +92,15 @@ func (c *wsCheck) run(ctx context.Context) (Workspace, error) {
 	if err := c.finish(ctx, before); err != nil {
 		return Workspace{}, err
 	}
+	if ic, ok := c.store.(IndexChecker); ok && c.opts.Canonical {
+		err := ic.CheckIndexes(ctx, c.ws, func(seq int64, detail string) error {
+			c.find(seq, CheckIndex, "%s", detail)
+			return nil
+		})
+		if err != nil {
+			return Workspace{}, fmt.Errorf("couldn't compare the query columns: %w", err)
+		}
+	}
 	c.progress(before.Size)
 	return c.res, nil
 }

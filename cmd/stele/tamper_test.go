@@ -397,6 +397,24 @@ func TestTamperCatalog(t *testing.T) {
 		fx.wantFullCheckAlarm(t, dir, "default", 7)
 	})
 
+	t.Run("TAM-01b_edit_query_column", func(t *testing.T) {
+		// The signed bytes stay; the column filters read says another actor,
+		// which hides the event from ?actor=alice@acme.com.
+		dir := fx.copyTo(t)
+		a := attack(t, dir)
+		a.dropGuards()
+		a.exec("UPDATE events SET actor_id = 'nobody' WHERE rowid = ?", a.rowid("default", 7))
+		a.exec("UPDATE events SET node = NULL WHERE rowid = ?", a.rowid("ops", 2))
+		a.db.Close()
+		runCheckBinary(t, "--data", dir, "--restore-guards").wantOK(t) // the hash-only check cannot see it
+		r := runCheckBinary(t, "--data", dir, "--canonical")
+		r.wantFirst(t, "default", 7, "index")
+		r.wantAlso(t, "ops", 2, "index")
+		if !strings.Contains(r.out, "query column actor_id differs") || !strings.Contains(r.out, "query column node differs") {
+			t.Errorf("the edited columns are not named:\n%s", r.out)
+		}
+	})
+
 	t.Run("TAM-02_edit_event_and_its_leaf_hash", func(t *testing.T) {
 		dir := fx.copyTo(t)
 		a := attack(t, dir)
