@@ -152,8 +152,13 @@ type Workspace struct {
 	ID          string
 	Events      int64 // positions stored
 	Checkpoints int   // stored checkpoints
-	Latest      int64 // size of the largest checkpoint that verified (0: none)
-	LatestTime  time.Time
+	// Latest is the size of the largest stored checkpoint whose signature
+	// verified (0: none), LatestTime its signing time.
+	Latest     int64
+	LatestTime time.Time
+	// Matched is the size of the largest of those whose root the rebuilt
+	// tree has: Latest when the workspace is OK.
+	Matched int64
 	// Unsigned counts the positions after Latest: verified against the
 	// stored head (and row MACs, with the MAC key) but by no signed
 	// checkpoint yet (RELIABILITY.md I8).

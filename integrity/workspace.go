@@ -300,7 +300,7 @@ func (c *wsCheck) meetClaims() {
 			c.find(cp.size-1, CheckTime, "the checkpoint of size %d was signed at %v, before the event it covers was received (%v)",
 				cp.size, cp.time.Format(time.RFC3339), c.lastRecv.Format(time.RFC3339Nano))
 		}
-		c.res.Latest, c.res.LatestTime = cp.size, cp.time
+		c.res.Matched = cp.size
 	}
 	for c.ti < len(c.saved) && c.saved[c.ti].size <= c.next {
 		cp := c.saved[c.ti]
@@ -321,10 +321,6 @@ func (c *wsCheck) finish(ctx context.Context, before stele.Head) error {
 	n := c.next
 	c.res.Events = n
 	c.rep.Events += n
-	if c.treeBad > 1 || c.rootBad > 1 {
-		c.find(-1, CheckRoot, "(%d more positions with differing tree hashes and %d more checkpoints with differing roots follow from the first)",
-			max(c.treeBad-1, 0), max(c.rootBad-1, 0))
-	}
 	if c.si < len(c.signed) {
 		cp := c.signed[len(c.signed)-1]
 		c.find(n, CheckSequence, "a checkpoint is signed for %d events, but only %d positions are stored: events were removed", cp.size, n)
@@ -355,6 +351,13 @@ func (c *wsCheck) finish(ctx context.Context, before stele.Head) error {
 	if before.Size == n && after.Size == n && all != c.bodies {
 		first, extra := c.strayEvents(ctx)
 		c.find(first, CheckSequence, "%d event rows are stored, %d positions hold one: %s", all, c.bodies, extra)
+	}
+	if c.treeBad > 1 || c.rootBad > 1 {
+		c.find(-1, CheckRoot, "(%d more positions with differing tree hashes and %d more checkpoints with differing roots follow from the first)",
+			max(c.treeBad-1, 0), max(c.rootBad-1, 0))
+	}
+	if k := len(c.signed); k > 0 {
+		c.res.Latest, c.res.LatestTime = c.signed[k-1].size, c.signed[k-1].time
 	}
 	if c.res.Latest <= n {
 		c.res.Unsigned = n - c.res.Latest

@@ -253,6 +253,9 @@ func printReport(w io.Writer, rep *integrity.Report) {
 		latest := "no checkpoint"
 		if ws.Latest > 0 {
 			latest = fmt.Sprintf("latest checkpoint %s signed %s", thousands(ws.Latest), ws.LatestTime.Format(time.RFC3339))
+			if ws.Matched != ws.Latest {
+				latest += fmt.Sprintf(" (the stored events match the signed roots only up to size %s)", thousands(ws.Matched))
+			}
 		}
 		fmt.Fprintf(w, "%s workspace %s: %s events, %d checkpoints, %s, %s unsigned\n",
 			status, ws.ID, thousands(ws.Events), ws.Checkpoints, latest, thousands(ws.Unsigned))
