@@ -11,9 +11,10 @@
 // (and, when given, the instance's row MAC key and checkpoints saved outside
 // the database).
 //
-// It is not the offline verifier of exports (stele verify) nor the start-up
-// self-check (sequencer.Recover), which checks only the right edge of each
-// tree and the unsigned tail.
+// stele check runs it on demand; stele serve runs it in the background
+// (--full-check-every). It is not the offline verifier of exports (stele
+// verify) nor the start-up self-check (sequencer.Recover), which checks only
+// the right edge of each tree and the unsigned tail.
 package integrity
 
 import (
