@@ -25,6 +25,11 @@ func Canonical(b *EventBody) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return canonicalJSON(raw)
+}
+
+// canonicalJSON rewrites the JSON value raw in place into its RFC 8785 form.
+func canonicalJSON(raw []byte) ([]byte, error) {
 	v := jsontext.Value(raw)
 	if err := v.Canonicalize(); err != nil {
 		return nil, err

@@ -170,9 +170,13 @@ func scanKey(sc interface{ Scan(...any) error }) (stele.APIKey, error) {
 	return k, nil
 }
 
-// Key returns the key with id.
+const selectKey = "SELECT " + keyColumns + " FROM api_keys k JOIN workspaces w ON w.n = k.ws WHERE k.id = ?"
+
+// Key returns the key with id, read on every request (revocation and
+// expiry take effect at once, whichever process changed the key) through a
+// prepared statement.
 func (s *Store) Key(ctx context.Context, id string) (stele.APIKey, error) {
-	k, err := scanKey(s.r.QueryRowContext(ctx, "SELECT "+keyColumns+" FROM api_keys k JOIN workspaces w ON w.n = k.ws WHERE k.id = ?", id))
+	k, err := scanKey(s.readStmt(selectKey).QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return stele.APIKey{}, stele.ErrNotFound
 	}

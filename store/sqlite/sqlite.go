@@ -51,7 +51,21 @@ type Store struct {
 
 	wsMu  sync.RWMutex
 	wsNum map[string]int64 // workspace id → internal number; workspaces are never deleted
+
+	// prepared holds the hot path's statements, prepared once at Open on
+	// the writer or on the readers (see hotWrites, hotReads): parsing SQL
+	// costs more than executing these one-row statements.
+	prepared map[string]*sql.Stmt
 }
+
+// hotWrites are prepared on the writer connection at Open and used inside
+// transactions through Tx.StmtContext, which reuses the connection's
+// prepared statement.
+var hotWrites = []string{selectPrior, insertEvent, insertText, insertTree, selectHead, updateHead}
+
+// hotReads are prepared on the read pool (each connection prepares them on
+// first use).
+var hotReads = []string{selectHead, selectKey}
 
 var _ stele.Store = (*Store)(nil)
 
@@ -89,8 +103,35 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	s.r = r
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
+
+func (s *Store) prepare(ctx context.Context) error {
+	s.prepared = map[string]*sql.Stmt{}
+	for _, pool := range []struct {
+		db      *sql.DB
+		queries []string
+	}{{s.w, hotWrites}, {s.r, hotReads}} {
+		for _, q := range pool.queries {
+			st, err := pool.db.PrepareContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("couldn't prepare %q: %w", q, err)
+			}
+			if pool.db == s.r {
+				q = "r:" + q
+			}
+			s.prepared[q] = st
+		}
+	}
+	return nil
+}
+
+// readStmt returns the prepared read statement q (one of hotReads).
+func (s *Store) readStmt(q string) *sql.Stmt { return s.prepared["r:"+q] }
 
 func dsn(path string, readOnly bool) string {
 	q := url.Values{}
@@ -165,6 +206,9 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
+	for _, st := range s.prepared {
+		st.Close()
+	}
 	err := s.w.Close()
 	if s.r != nil {
 		err = errors.Join(err, s.r.Close())
