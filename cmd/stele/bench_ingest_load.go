@@ -168,6 +168,28 @@ func startBenchServer(ctx context.Context, bin, dataDir, pprofAddr string) (*ben
 
 func (s *benchServer) pid() int { return s.cmd.Process.Pid }
 
+// commits returns the server's count of committed batches, from /metrics.
+func (s *benchServer) commits(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.key)
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "stele_commit_batch_events_count "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("no stele_commit_batch_events_count in /metrics (status %d)", resp.StatusCode)
+}
+
 // stop shuts the server down as an operator would (SIGTERM).
 func (s *benchServer) stop() {
 	s.cmd.Process.Signal(syscall.SIGTERM)
@@ -208,6 +230,10 @@ func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, er
 		errs   []error
 		failed atomic.Bool
 	)
+	commits0, err := l.srv.commits(ctx)
+	if err != nil {
+		return roundResult{}, err
+	}
 	cpu0, err := procCPU(l.srv.pid())
 	if err != nil {
 		return roundResult{}, err
@@ -261,7 +287,11 @@ func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, er
 	if len(errs) > 0 {
 		return roundResult{}, fmt.Errorf("append failed: %w\nserver log:\n%s", errs[0], l.srv.logTail())
 	}
-	return roundResult{events: total.Load(), elapsed: elapsed, cpuTicks: cpu1 - cpu0, latencies: lat}, ctx.Err()
+	commits1, err := l.srv.commits(ctx)
+	if err != nil {
+		return roundResult{}, err
+	}
+	return roundResult{events: total.Load(), elapsed: elapsed, cpuTicks: cpu1 - cpu0, latencies: lat, commits: commits1 - commits0}, ctx.Err()
 }
 
 func (l *steleLoad) post(ctx context.Context, body []byte) error {
