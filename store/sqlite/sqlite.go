@@ -56,6 +56,8 @@ type Store struct {
 	// the writer or on the readers (see hotWrites, hotReads): parsing SQL
 	// costs more than executing these one-row statements.
 	prepared map[string]*sql.Stmt
+
+	keys *keyCache // serves Key between key changes
 }
 
 // hotWrites are prepared on the writer connection at Open and used inside
@@ -86,7 +88,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	s := &Store{path: abs, w: w, wsNum: map[string]int64{}}
+	s := &Store{path: abs, w: w, wsNum: map[string]int64{}, keys: newKeyCache(abs)}
 	if err := s.checkPragmas(ctx); err != nil {
 		w.Close()
 		return nil, err
