@@ -127,24 +127,28 @@ func Catalog() map[string][]string {
 	return out
 }
 
+// displayWords are the words of event types that people write otherwise
+// than capitalized: acronyms, and run-together words.
+var displayWords = map[string]string{
+	"api": "API", "auditlog": "Audit Log", "ip": "IP", "ioc": "IOC", "pcap": "PCAP",
+	"sso": "SSO", "mfa": "MFA", "tls": "TLS", "dns": "DNS", "ssh": "SSH", "url": "URL",
+}
+
 // DisplayName turns an event type into words for people:
-// "incident.opened" → "Incident Opened", "api_key.rotated" → "Api Key Rotated".
+// "incident.opened" → "Incident Opened", "api_key.rotated" → "API Key Rotated",
+// "auditlog.queried" → "Audit Log Queried". The dashboard's displayName
+// (web/static/js/dom.js) does the same; a browser test keeps them equal.
 func DisplayName(eventType string) string {
-	var b strings.Builder
-	upper := true
-	for _, r := range eventType {
-		switch {
-		case r == '.' || r == '_':
-			b.WriteByte(' ')
-			upper = true
-		case upper:
-			b.WriteRune(unicode.ToUpper(r))
-			upper = false
-		default:
-			b.WriteRune(r)
+	words := strings.FieldsFunc(eventType, func(r rune) bool { return r == '.' || r == '_' })
+	for i, w := range words {
+		if d, ok := displayWords[w]; ok {
+			words[i] = d
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(w)
+		words[i] = string(unicode.ToUpper(r)) + w[size:]
 	}
-	return b.String()
+	return strings.Join(words, " ")
 }
 
 // validName reports whether s is a lowercase identifier segment list joined by

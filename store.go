@@ -56,6 +56,16 @@ type Store interface {
 	Close() error
 }
 
+// GuardChecker is implemented by stores that enforce immutability in the
+// database itself (triggers, privileges). CheckGuards returns nil when every
+// guard is in place, and otherwise an error naming each one that is missing
+// or altered; stele check and the start-up self-check report it
+// (RELIABILITY.md TAM-22). It only reads. Guards are a second line of
+// defence: tamper evidence comes from the signed tree.
+type GuardChecker interface {
+	CheckGuards(ctx context.Context) error
+}
+
 // LogWriter appends to workspaces' logs.
 type LogWriter interface {
 	// Update runs fn in one write transaction and commits it durably when fn

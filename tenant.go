@@ -82,6 +82,12 @@ func (t Tenant) Scan(ctx context.Context, q Query, fn func(StoredEvent) error) e
 
 func (t Tenant) Count(ctx context.Context, q Query) (int64, error) { return t.s.Count(ctx, t.ws, q) }
 
+// ScanLeaves calls fn for every position of the workspace's log from from
+// on, in order (see LogReader.ScanLeaves).
+func (t Tenant) ScanLeaves(ctx context.Context, from int64, fn func(Leaf) error) error {
+	return t.s.ScanLeaves(ctx, t.ws, from, fn)
+}
+
 func (t Tenant) Histogram(ctx context.Context, f Filter, interval time.Duration) ([]Bucket, error) {
 	return t.s.Histogram(ctx, t.ws, f, interval)
 }

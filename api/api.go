@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -67,6 +68,8 @@ type Server struct {
 	logins   *loginThrottle
 	ingest   *rateLimiter // per credential
 	reads    *rateLimiter // per credential
+
+	registered []Route // by handleAs and handlePublic, for Routes
 }
 
 // New returns the API server.
@@ -131,7 +134,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/users/{id}", stele.ScopeAdmin, s.getUser)
 	s.handle("PATCH /v1/users/{id}", stele.ScopeAdmin, s.updateUser)
 	// Sessions.
-	s.mux.HandleFunc("POST /v1/auth/login", s.login)
+	s.handlePublic("POST /v1/auth/login", s.login)
 	s.handle("POST /v1/auth/logout", scopeAny, s.logout)
 	s.handle("GET /v1/auth/session", scopeAny, s.session)
 	// The instance's own log, for operators.
@@ -143,10 +146,10 @@ func (s *Server) routes() {
 	s.handleAs("GET /v1/system/proofs/inclusion", stele.ScopeOperator, SystemWorkspace, s.getInclusionProof)
 	s.handleAs("GET /v1/system/proofs/consistency", stele.ScopeOperator, SystemWorkspace, s.getConsistencyProof)
 	// Unauthenticated.
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
-	s.mux.HandleFunc("GET /openapi.yaml", serveOpenAPI)
+	s.handlePublic("GET /healthz", s.healthz)
+	s.handlePublic("GET /readyz", s.readyz)
+	s.handlePublic("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	s.handlePublic("GET /openapi.yaml", serveOpenAPI)
 	// Everything else under /v1 is an unknown route: a JSON 404 (or 405).
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, stele.Errorf(stele.KindNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -173,6 +176,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // their handlers beside the API.
 func (s *Server) Mux() *http.ServeMux { return s.mux }
 
+// Route is one endpoint of the API as registered: its ServeMux pattern
+// ("GET /v1/events/{id}"), whether it requires a credential, and the scope
+// that credential must hold (empty: any authenticated principal).
+type Route struct {
+	Pattern string
+	Public  bool
+	Scope   string
+}
+
+// Routes lists the API's endpoints in registration order (not the
+// dashboard's pages, nor the JSON 404 for unknown paths under /v1/). The
+// OpenAPI document is tested against it.
+func (s *Server) Routes() []Route { return slices.Clone(s.registered) }
+
+// handlePublic mounts h on pattern without authentication.
+func (s *Server) handlePublic(pattern string, h http.HandlerFunc) {
+	s.registered = append(s.registered, Route{Pattern: pattern, Public: true})
+	s.mux.HandleFunc(pattern, h)
+}
+
 // handlerFunc is an API handler. It gets the authenticated principal and
 // the store as the principal's workspace sees it, and returns an error
 // instead of writing one.
@@ -187,6 +210,7 @@ func (s *Server) handle(pattern, scope string, h handlerFunc) {
 // handleAs is handle with the workspace fixed to ws (for the operator's
 // view of the system log) instead of the principal's.
 func (s *Server) handleAs(pattern, scope, ws string, h handlerFunc) {
+	s.registered = append(s.registered, Route{Pattern: pattern, Scope: scope})
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
 		err := s.serveAuthenticated(w, r, scope, ws, h)

@@ -24,9 +24,9 @@ func (s *Server) countEvents(w http.ResponseWriter, r *http.Request, p *Principa
 	}
 	var below int64
 	if values.Has("cursor") {
-		cur, ok := s.cursors.decode(values.Get("cursor"))
-		if !ok || cur.Query != q.digest(t.Workspace()) || cur.Order != q.order {
-			return stele.FieldError("cursor", "is not a cursor of this query (it must come from next_cursor, with the same filters)")
+		cur, err := s.continueFrom(&q, t.Workspace())
+		if err != nil {
+			return err
 		}
 		below = cur.Below
 	} else {

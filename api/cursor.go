@@ -11,16 +11,19 @@ import (
 )
 
 // A cursor is opaque to clients: the position after the last event of a
-// page, the log size pinned by the first page, and a digest of the query it
-// belongs to, authenticated with an HMAC so that it cannot be forged or
-// moved to another query. Pinning the size makes a walk see exactly the
-// matching events that existed when it began: none skipped or repeated while
-// others are appended (DUR-13).
+// page, the log size and the clock pinned by the first page, and a digest of
+// the query it belongs to, authenticated with an HMAC so that it cannot be
+// forged or moved to another query. Pinning the size makes a walk see
+// exactly the matching events that existed when it began: none skipped or
+// repeated while others are appended (DUR-13). Pinning the clock keeps
+// relative times (since=24h) where they were on the first page, so that the
+// window does not slide under the walk.
 type cursor struct {
 	Order  stele.Order `json:"o"`
 	TimeNS int64       `json:"t"`
 	Seq    int64       `json:"s"`
 	Below  int64       `json:"b"`
+	Now    int64       `json:"n"` // the first page's clock, Unix nanoseconds
 	Query  string      `json:"q"` // digest of workspace, filters and order
 }
 

@@ -2,11 +2,13 @@ package api
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/stele-log/stele"
 	"github.com/stele-log/stele/sequencer"
@@ -23,9 +25,18 @@ type receiptJSON struct {
 type ingestResponse struct {
 	Events []receiptJSON `json:"events"`
 	// Checkpoint, with ?wait=checkpoint, is a signed checkpoint covering
-	// every event of the response.
+	// every event of the response, when one was signed in time.
 	Checkpoint string `json:"checkpoint,omitempty"`
+	// CheckpointStatus, with ?wait=checkpoint, says whether Checkpoint is
+	// there: "included", or "pending" when none covered the events within
+	// checkpointWait. The events are durably logged either way.
+	CheckpointStatus string `json:"checkpoint_status,omitempty"`
 }
+
+// checkpointWait bounds how long ?wait=checkpoint holds the response.
+// Checkpoints are signed within about a second of appends (D1), so only a
+// stalled checkpointer (D2: the signing key or clock) makes it run out.
+const checkpointWait = 10 * time.Second
 
 // postEvents is POST /v1/events: one event, {"events":[...]}, or NDJSON.
 // It answers 201 only once every event is durably in the log.
@@ -66,11 +77,20 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		size = max(size, rc.Seq+1)
 	}
 	if wait == "checkpoint" {
-		cp, err := s.cps.Wait(r.Context(), t.Workspace(), size)
-		if err != nil {
-			return &stele.Error{Kind: stele.KindUnavailable, Message: "the events are durably logged (retrying with the same ids is safe) but no checkpoint covered them in time", Err: err}
+		// The events are committed: whatever happens to the wait, the
+		// answer is 201 with their receipts, and says whether a signed
+		// checkpoint covering them is included.
+		wctx, cancel := context.WithTimeout(r.Context(), checkpointWait)
+		cp, err := s.cps.Wait(wctx, t.Workspace(), size)
+		cancel()
+		switch {
+		case err == nil:
+			resp.Checkpoint, resp.CheckpointStatus = string(cp.Note), "included"
+		case r.Context().Err() != nil:
+			return r.Context().Err() // the client left
+		default:
+			resp.CheckpointStatus = "pending"
 		}
-		resp.Checkpoint = string(cp.Note)
 	}
 	writeJSON(w, http.StatusCreated, resp)
 	return nil

@@ -29,11 +29,13 @@ const (
 type readQuery struct {
 	filter stele.Filter
 	order  stele.Order
+	now    time.Time  // the clock relative times count back from
 	values url.Values // the filter parameters as sent, for the access event
+	all    url.Values // every parameter
 }
 
 // parseRead parses the filter parameters and order, rejecting any parameter
-// not in extra.
+// not in extra. Relative times count back from now.
 func (s *Server) parseRead(r *http.Request, extra ...string) (readQuery, url.Values, error) {
 	values, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -49,9 +51,12 @@ func (s *Server) parseRead(r *http.Request, extra ...string) (readQuery, url.Val
 				return readQuery{}, nil, stele.FieldError(name, "must be valid UTF-8")
 			}
 		}
+		if len(vs) > 1 {
+			return readQuery{}, nil, stele.FieldError(name, "given more than once")
+		}
 	}
-	q := readQuery{values: url.Values{}}
-	if q.filter, err = stele.ParseFilter(values, s.now()); err != nil {
+	q := readQuery{values: url.Values{}, all: values}
+	if err := q.parseFilter(s.now()); err != nil {
 		return readQuery{}, nil, err
 	}
 	switch values.Get("order") {
@@ -68,6 +73,31 @@ func (s *Server) parseRead(r *http.Request, extra ...string) (readQuery, url.Val
 		}
 	}
 	return q, values, nil
+}
+
+// parseFilter (re)reads the filter with relative times counting back from
+// now.
+func (q *readQuery) parseFilter(now time.Time) error {
+	f, err := stele.ParseFilter(q.all, now)
+	if err != nil {
+		return err
+	}
+	q.filter, q.now = f, now
+	return nil
+}
+
+// continueFrom checks that the request's cursor belongs to this query in
+// workspace ws and returns it, with the filter's relative times re-read at
+// the clock of the walk's first page.
+func (s *Server) continueFrom(q *readQuery, ws string) (cursor, error) {
+	cur, ok := s.cursors.decode(q.all.Get("cursor"))
+	if !ok || cur.Query != q.digest(ws) || cur.Order != q.order {
+		return cursor{}, stele.FieldError("cursor", "is not a cursor of this query (it must come from next_cursor, with the same filters and order)")
+	}
+	if err := q.parseFilter(time.Unix(0, cur.Now)); err != nil {
+		return cursor{}, err
+	}
+	return cur, nil
 }
 
 // digest identifies a query for its cursors.
@@ -97,20 +127,21 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		return err
 	}
 	limit := defaultLimit
-	if v := values.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
+	if values.Has("limit") {
+		n, err := strconv.Atoi(values.Get("limit"))
 		if err != nil || n < 1 || n > maxLimit {
 			return stele.FieldError("limit", "must be an integer from 1 to %d", maxLimit)
 		}
 		limit = n
 	}
-	query := stele.Query{Filter: q.filter, Order: q.order, Limit: limit}
 	digest := q.digest(t.Workspace())
 	continued := values.Has("cursor")
+	// One event more than the page tells whether there is a next page.
+	query := stele.Query{Order: q.order, Limit: limit + 1}
 	if continued {
-		cur, ok := s.cursors.decode(values.Get("cursor"))
-		if !ok || cur.Query != digest || cur.Order != q.order {
-			return stele.FieldError("cursor", "is not a cursor of this query (it must come from next_cursor, with the same filters)")
+		cur, err := s.continueFrom(&q, t.Workspace())
+		if err != nil {
+			return err
 		}
 		query.After = &stele.Position{TimeNS: cur.TimeNS, Seq: cur.Seq}
 		query.Below = cur.Below
@@ -121,6 +152,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		}
 		query.Below = head.Size
 	}
+	query.Filter = q.filter
 	resp := listResponse{Events: []json.RawMessage{}}
 	var last *stele.StoredEvent
 	if query.Below > 0 {
@@ -128,11 +160,12 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		if err != nil {
 			return err
 		}
+		if len(events) > limit {
+			events = events[:limit]
+			last = &events[limit-1]
+		}
 		for i := range events {
 			resp.Events = append(resp.Events, export.AppendEvent(nil, events[i]))
-		}
-		if len(events) == limit {
-			last = &events[len(events)-1]
 		}
 	}
 	if last != nil {
@@ -141,7 +174,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *Principal
 			return err
 		}
 		pos := stele.PositionOf(last.Seq, &b)
-		resp.NextCursor = s.cursors.encode(cursor{Order: q.order, TimeNS: pos.TimeNS, Seq: pos.Seq, Below: query.Below, Query: digest})
+		resp.NextCursor = s.cursors.encode(cursor{Order: q.order, TimeNS: pos.TimeNS, Seq: pos.Seq, Below: query.Below, Now: q.now.UnixNano(), Query: digest})
 	}
 	ctx := map[string]any{"kind": "events", "filters": q.filters(), "rows": len(resp.Events), "continued": continued}
 	if err := s.recordRead(r, p, t, "auditlog.queried", ctx); err != nil {
@@ -196,17 +229,27 @@ func hashStrings(hs []tlog.Hash) []string {
 	return out
 }
 
-// exportEvents is GET /v1/export: every matching event, streamed.
+// exportEvents is GET /v1/export: every matching event, streamed from one
+// statement (one snapshot) of the database to the socket, in constant
+// memory. The walk is pinned to the log's size when the request arrives, so
+// the number of rows is known before the first byte: it is recorded in the
+// auditlog.exported event, which is durable before anything is sent (D3),
+// and sent as X-Stele-Rows. A client that goes away cancels the request's
+// context, which interrupts the statement.
 func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
+	if r.URL.Query().Get("format") == "bundle" {
+		return s.exportBundle(w, r, p, t) // the verifiable export: bundle.go
+	}
 	q, values, err := s.parseRead(r, "format")
 	if err != nil {
 		return err
 	}
 	format := values.Get("format")
-	if format == "" {
+	switch format {
+	case "":
 		format = export.NDJSON
-	}
-	if format != export.CSV && format != export.JSON && format != export.NDJSON {
+	case export.CSV, export.JSON, export.NDJSON:
+	default:
 		return stele.FieldError("format", "must be csv, json or ndjson")
 	}
 	head, err := t.Head(r.Context())
@@ -214,16 +257,17 @@ func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Princip
 		return err
 	}
 	query := stele.Query{Filter: q.filter, Order: q.order, Below: head.Size}
-	rows, err := t.Count(r.Context(), query)
-	if err != nil {
-		return err
+	var rows int64
+	if query.Below > 0 {
+		if rows, err = t.Count(r.Context(), query); err != nil {
+			return err
+		}
 	}
-	// The access event is durable before the first byte is sent (D3).
 	ctx := map[string]any{"filters": q.filters(), "format": format, "rows": rows, "log_size": head.Size}
 	if err := s.recordRead(r, p, t, "auditlog.exported", ctx); err != nil {
 		return err
 	}
-	name := fmt.Sprintf("stele-%s-%s.%s", strings.TrimPrefix(t.Workspace(), "_"), s.now().UTC().Format("20060102T150405Z"), format)
+	name := exportFilename(t.Workspace(), s.now(), format)
 	w.Header().Set("Content-Type", export.ContentType(format))
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("X-Stele-Rows", strconv.FormatInt(rows, 10))
@@ -240,10 +284,26 @@ func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Princip
 	}
 	if err != nil {
 		// Headers are sent: the only honest signal left is a broken stream.
-		s.log.Warn("export interrupted", "workspace", t.Workspace(), "err", err)
+		s.log.Warn("export interrupted", "workspace", t.Workspace(), "format", format, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// exportFilename is the download's name: stele-<workspace>-<UTC time>.<format>,
+// with anything but letters, digits, '.', '-' and '_' in the workspace id
+// replaced, so that no name can break out of the header or a path (INP-16).
+func exportFilename(ws string, now time.Time, format string) string {
+	safe := []byte(strings.TrimLeft(ws, "_."))
+	for i, c := range safe {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			safe[i] = '_'
+		}
+	}
+	if len(safe) == 0 || len(safe) > 64 {
+		safe = []byte("log")
+	}
+	return fmt.Sprintf("stele-%s-%s.%s", safe, now.UTC().Format("20060102T150405Z"), format)
 }
 
 type histogramResponse struct {

@@ -168,7 +168,8 @@ func (c *csvWriter) Close() error {
 }
 
 // Neutralize prefixes a cell that a spreadsheet would evaluate — one that
-// starts with =, +, -, @, a tab or a carriage return — with an apostrophe.
+// starts with =, +, -, @, a tab or a carriage return (OWASP), or NUL
+// (RELIABILITY.md INP-07) — with an apostrophe.
 // Other cells are returned unchanged, so parsing the CSV gives back every
 // value, or the value with one leading apostrophe.
 func Neutralize(cell string) string {
@@ -176,7 +177,7 @@ func Neutralize(cell string) string {
 		return cell
 	}
 	switch cell[0] {
-	case '=', '+', '-', '@', '\t', '\r':
+	case '=', '+', '-', '@', '\t', '\r', 0:
 		return "'" + cell
 	}
 	return cell

@@ -103,8 +103,12 @@ func (c *Checkpointer) state(ws string) *cpState {
 	return st
 }
 
-// Wait returns the first checkpoint of ws covering size events, waiting for
-// it to be signed, or ctx's error.
+// Wait returns a signed checkpoint of ws of at least size events: the
+// latest one if it already covers them, otherwise the first one signed that
+// does. It blocks on a channel the signing path closes over (no polling of
+// the store) until then or until ctx is done, and then returns ctx's error;
+// callers bound the wait with ctx. A checkpoint already stored by an earlier
+// process answers too: the checkpointer loads it on the waiter's behalf.
 func (c *Checkpointer) Wait(ctx context.Context, ws string, size int64) (stele.Checkpoint, error) {
 	c.mu.Lock()
 	st := c.state(ws)
@@ -185,9 +189,6 @@ func (c *Checkpointer) signOne(ctx context.Context, ws string) bool {
 	st := c.state(ws)
 	head, known, signed := st.head, st.known, st.signed
 	c.mu.Unlock()
-	if !known {
-		return false // only heads the write path reported are signed
-	}
 
 	if signed == nil {
 		latest, err := c.store.LatestCheckpoint(ctx, ws)
@@ -199,7 +200,10 @@ func (c *Checkpointer) signOne(ctx context.Context, ws string) bool {
 			return false
 		}
 		signed = &latest
-		c.setSigned(ws, signed)
+		c.setSigned(ws, signed) // answers waiters covered by what is stored
+	}
+	if !known {
+		return true // only heads the write path reported are signed
 	}
 	if head.Size <= signed.Size {
 		c.setSigned(ws, signed) // answers waiters covered by what is stored

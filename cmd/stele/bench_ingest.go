@@ -240,8 +240,8 @@ func printIngestTable(w io.Writer, r ingestReport) {
 	for _, x := range r.Workloads {
 		unit := fmt.Sprintf("%d-row tx", x.Workload.TxRows)
 		fmt.Fprintf(tw, "(%s) %s\tbaseline\t%s\t\t%.1f\t\t%.2f\t%.2f\t%s\t%.0f\t\n", x.Workload.Name, x.Workload.Title,
-			thousands(x.Baseline.EventsPerS), x.Baseline.CPUUsPerEv, x.Baseline.P50Ms, x.Baseline.P99Ms, unit, x.Baseline.EventsPerCommit)
-		fmt.Fprintf(tw, "\tstele\t%s\t%.2f×\t%.1f\t%.2f×\t%.2f\t%.2f\t%s\t%.1f\t\n", thousands(x.Stele.EventsPerS), x.Ratio,
+			thousands(int64(x.Baseline.EventsPerS)), x.Baseline.CPUUsPerEv, x.Baseline.P50Ms, x.Baseline.P99Ms, unit, x.Baseline.EventsPerCommit)
+		fmt.Fprintf(tw, "\tstele\t%s\t%.2f×\t%.1f\t%.2f×\t%.2f\t%.2f\t%s\t%.1f\t\n", thousands(int64(x.Stele.EventsPerS)), x.Ratio,
 			x.Stele.CPUUsPerEv, x.CPURatio, x.Stele.P50Ms, x.Stele.P99Ms, "request", x.Stele.EventsPerCommit)
 	}
 	tw.Flush()
@@ -254,18 +254,6 @@ func printIngestTable(w io.Writer, r ingestReport) {
 		fmt.Fprintf(w, "  (%s) %s\n", x.Workload.Name, strings.Join(parts, "  "))
 	}
 	fmt.Fprintln(w, "\nCPU is user+sys time of the server process (Stele) or of the baseline process, from /proc/<pid>/stat.")
-}
-
-func thousands(v float64) string {
-	s := fmt.Sprintf("%.0f", v)
-	var out []byte
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }
 
 func percentileMs(ds []time.Duration, p int) float64 {

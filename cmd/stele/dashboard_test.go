@@ -274,8 +274,8 @@ func (r *dashboardRun) tableCells(t *testing.T) {
 	downloaded := find(events, func(b *stele.EventBody) bool { return b.Type == "pcap.downloaded" })
 	want := map[string][]string{
 		opened.ID:     {opened.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Incident Opened", "system", "nyc-edge-01 · a3f7c2b1", ""},
-		started.ID:    {started.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Pcap Started", "system (auto)", "nyc-edge-01 · p-5e21b9", ""},
-		downloaded.ID: {downloaded.Body.Time.UTC().Format("2006-01-02 15:04:05"), "Pcap Downloaded", "Alice Chen", "nyc-edge-01 · p-5e21b9", "203.0.113.42"},
+		started.ID:    {started.Body.Time.UTC().Format("2006-01-02 15:04:05"), "PCAP Started", "system (auto)", "nyc-edge-01 · p-5e21b9", ""},
+		downloaded.ID: {downloaded.Body.Time.UTC().Format("2006-01-02 15:04:05"), "PCAP Downloaded", "Alice Chen", "nyc-edge-01 · p-5e21b9", "203.0.113.42"},
 	}
 	for _, r := range tb.rows() {
 		if w, ok := want[r.ID]; ok {

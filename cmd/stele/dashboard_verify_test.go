@@ -189,7 +189,7 @@ func TestDashboardVerifyInBrowser(t *testing.T) {
 		for _, ts := range stele.Catalog() {
 			types = append(types, ts...)
 		}
-		types = append(types, "a.b_c.d", "auditlog.queried", "x1.y_2")
+		types = append(types, "a.b_c.d", "auditlog.queried", "x1.y_2", "api_key.rotated", "pcap.ip_blocked", "constructor.__proto__")
 		in, _ := json.Marshal(types)
 		got := eval[[]string](tb, fmt.Sprintf(`import('/ui/js/dom.js').then((m) => %s.map(m.displayName))`, in))
 		for i, typ := range types {

@@ -3,37 +3,69 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strings"
 
 	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/store/postgres"
 	"github.com/stele-log/stele/store/sqlite"
 )
 
 // openStore opens the log's database: the PostgreSQL server that dbURL
 // names (postgres:// or postgresql://), or, when dbURL is empty, the
-// embedded SQLite database in dataDir. Migrations are applied on open.
-func openStore(ctx context.Context, dataDir, dbURL string) (stele.Store, error) {
+// embedded SQLite database in dataDir. Migrations are applied on open. On
+// PostgreSQL it warns, loudly, when the server's settings let a crash lose
+// acknowledged events (synchronous_commit off or local, fsync off).
+func openStore(ctx context.Context, dataDir, dbURL string, logger *slog.Logger) (stele.Store, error) {
 	switch {
 	case dbURL == "":
 		return sqlite.Open(ctx, filepath.Join(dataDir, "stele.db"), sqlite.Options{})
-	case strings.HasPrefix(dbURL, "postgres://"), strings.HasPrefix(dbURL, "postgresql://"):
-		return nil, fmt.Errorf("--db %s: the PostgreSQL backend is not built yet", redactURL(dbURL))
+	case isPostgresURL(dbURL):
+		s, err := postgres.Open(ctx, dbURL, postgres.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--db %s: %w", redactURL(dbURL), err)
+		}
+		warning, err := s.DurabilityWarning(ctx)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("--db %s: couldn't read the server's durability settings: %w", redactURL(dbURL), err)
+		}
+		if warning != "" {
+			logger.Warn("DURABILITY WARNING: "+warning+"; set synchronous_commit = on (or remote_apply with a synchronous standby)",
+				"db", redactURL(dbURL))
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("--db: want a postgres:// URL, or no --db for the embedded SQLite database")
 	}
 }
 
-// redactURL is dbURL without its password, fit for messages and logs.
+func isPostgresURL(dbURL string) bool {
+	return strings.HasPrefix(dbURL, "postgres://") || strings.HasPrefix(dbURL, "postgresql://")
+}
+
+// writeLanes is how many batches the write path commits in parallel: one
+// for SQLite's single writer; several on PostgreSQL, where transactions on
+// different workspaces do not wait for each other.
+func writeLanes(dbURL string) int {
+	if isPostgresURL(dbURL) {
+		return 4
+	}
+	return 1
+}
+
+// redactURL is dbURL without its password (in the user part or the
+// password parameter), fit for messages and logs.
 func redactURL(dbURL string) string {
-	scheme, rest, ok := strings.Cut(dbURL, "://")
-	if !ok {
+	u, err := url.Parse(dbURL)
+	if err != nil {
 		return "(unparsable URL)"
 	}
-	creds, host, ok := strings.Cut(rest, "@")
-	if !ok {
-		return dbURL
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
-	user, _, _ := strings.Cut(creds, ":")
-	return scheme + "://" + user + ":xxxxx@" + host
+	return u.Redacted()
 }

@@ -130,7 +130,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, cfg.DataDir, cfg.DB)
+	store, err := openStore(ctx, cfg.DataDir, cfg.DB, logger)
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := sequencer.NewMetrics(reg)
 	cps := sequencer.NewCheckpointer(store, key, nil, logger, m)
-	seq := sequencer.New(store, key.MACKey(), sequencer.Config{Lanes: 1, Logger: logger, OnCommit: cps.Committed, Metrics: m})
+	seq := sequencer.New(store, key.MACKey(), sequencer.Config{Lanes: writeLanes(cfg.DB), Logger: logger, OnCommit: cps.Committed, Metrics: m})
 	var started atomic.Bool
 	srv := api.New(api.Config{Store: store, Sequencer: seq, Checkpointer: cps, Key: key, Logger: logger, Registry: reg,
 		TrustedProxies: cfg.TrustedProxies, Limits: &cfg.Limits, KeyRotationGrace: cfg.KeyGrace, Ready: func() error {

@@ -79,7 +79,8 @@ func (s *syncBuffer) String() string {
 }
 
 // startServer runs serve on a free port over dataDir (a new temp dir when
-// empty) and stops it at the end of the test.
+// empty) and stops it at the end of the test. Under TestOnPostgres the log
+// lives in a PostgreSQL database of the test's own, one per dataDir.
 func startServer(t *testing.T, dataDir string, extra ...func(*serveConfig)) *testServer {
 	t.Helper()
 	if dataDir == "" {
@@ -89,6 +90,9 @@ func startServer(t *testing.T, dataDir string, extra ...func(*serveConfig)) *tes
 	cfg := serveConfig{DataDir: dataDir, Listen: "127.0.0.1:0", Name: "stele.test", SigningKey: filepath.Join(dataDir, "signing.key"),
 		Limits:    api.Limits{LoginsPerMinutePerIP: 1000, LoginFreeFailures: 5, LoginMaxLockout: time.Minute, FailuresPerMinute: 1000},
 		Bootstrap: api.BootstrapConfig{AdminKey: key, AdminEmail: adminEmail, AdminPassword: adminPassword}}
+	if onPostgres(t) {
+		cfg.DB = postgresFor(t, dataDir) // see postgres_e2e_test.go
+	}
 	for _, f := range extra {
 		f(&cfg)
 	}

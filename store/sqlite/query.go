@@ -20,32 +20,19 @@ func (s *Store) Query(ctx context.Context, ws string, q stele.Query) ([]stele.St
 	return out, err
 }
 
-// Scan streams matching events from one read transaction.
+// Scan streams matching events from one statement, so from one consistent
+// snapshot of the database, row by row: memory stays constant whatever the
+// number of rows. When ctx is done the statement is interrupted.
 func (s *Store) Scan(ctx context.Context, ws string, q stele.Query, fn func(stele.StoredEvent) error) error {
 	wsn, err := s.wsNumber(ctx, s.r, ws)
 	if err != nil {
 		return err
 	}
-	where, args := whereClause(wsn, &q.Filter)
-	if q.Below > 0 {
-		where = append(where, "e.rowid < ?")
-		args = append(args, rowid(wsn, q.Below))
+	p, err := s.orderedPlan(ctx, wsn, &q.Filter, q.Below)
+	if err != nil {
+		return err
 	}
-	dir := "DESC"
-	cmp := "<"
-	if q.Order == stele.OldestFirst {
-		dir, cmp = "ASC", ">"
-	}
-	if q.After != nil {
-		where = append(where, fmt.Sprintf("(e.time_ns, e.rowid) %s (?, ?)", cmp))
-		args = append(args, q.After.TimeNS, rowid(wsn, q.After.Seq))
-	}
-	query := "SELECT e.rowid, e.body, e.leaf_hash FROM events e WHERE " + strings.Join(where, " AND ") +
-		fmt.Sprintf(" ORDER BY e.time_ns %s, e.rowid %s", dir, dir)
-	if q.Limit > 0 {
-		query += " LIMIT ?"
-		args = append(args, q.Limit)
-	}
+	query, args := selectSQL(wsn, &q, p)
 	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("couldn't query events: %w", err)
@@ -64,7 +51,10 @@ func (s *Store) Scan(ctx context.Context, ws string, q stele.Query, fn func(stel
 			return err
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // Count returns the number of matching events.
@@ -73,13 +63,9 @@ func (s *Store) Count(ctx context.Context, ws string, q stele.Query) (int64, err
 	if err != nil {
 		return 0, err
 	}
-	where, args := whereClause(wsn, &q.Filter)
-	if q.Below > 0 {
-		where = append(where, "e.rowid < ?")
-		args = append(args, rowid(wsn, q.Below))
-	}
+	query, args := countSQL(wsn, &q, unorderedPlan(&q.Filter))
 	var n int64
-	err = s.r.QueryRowContext(ctx, "SELECT count(*) FROM events e WHERE "+strings.Join(where, " AND "), args...).Scan(&n)
+	err = s.r.QueryRowContext(ctx, query, args...).Scan(&n)
 	return n, err
 }
 
@@ -92,11 +78,7 @@ func (s *Store) Histogram(ctx context.Context, ws string, f stele.Filter, interv
 	if err != nil {
 		return nil, err
 	}
-	where, args := whereClause(wsn, &f)
-	step := interval.Nanoseconds()
-	// Floor division also for times before 1970.
-	query := fmt.Sprintf(`SELECT b, count(*) FROM (SELECT (e.time_ns - ((e.time_ns %% %d) + %d) %% %d) AS b FROM events e WHERE %s) GROUP BY b ORDER BY b`,
-		step, step, step, strings.Join(where, " AND "))
+	query, args := histogramSQL(wsn, &f, interval, unorderedPlan(&f))
 	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't count events: %w", err)
@@ -113,14 +95,63 @@ func (s *Store) Histogram(ctx context.Context, ws string, f stele.Filter, interv
 	return out, rows.Err()
 }
 
-// whereClause turns a filter into SQL conditions over events e, with
-// parameters only: no filter value ever becomes SQL text.
-func whereClause(wsn int64, f *stele.Filter) ([]string, []any) {
-	where := []string{"e.ws = ?"}
-	args := []any{wsn}
+// selectSQL is the statement of a Query or Scan: the rows of events e that
+// match, in q's order (event time, then seq, which is the rowid's order
+// within a workspace), after q.After, at most q.Limit of them.
+func selectSQL(wsn int64, q *stele.Query, p plan) (string, []any) {
+	from, where, args := whereClause(wsn, &q.Filter, q.Below, p)
+	dir, cmp := "DESC", "<"
+	if q.Order == stele.OldestFirst {
+		dir, cmp = "ASC", ">"
+	}
+	if q.After != nil {
+		where = append(where, fmt.Sprintf("(e.time_ns, e.rowid) %s (?, ?)", cmp))
+		args = append(args, q.After.TimeNS, rowid(wsn, q.After.Seq))
+	}
+	query := "SELECT e.rowid, e.body, e.leaf_hash FROM " + from + " WHERE " + strings.Join(where, " AND ") +
+		fmt.Sprintf(" ORDER BY e.time_ns %s, e.rowid %s", dir, dir)
+	if q.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, q.Limit)
+	}
+	return query, args
+}
+
+// countSQL is the statement of Count.
+func countSQL(wsn int64, q *stele.Query, p plan) (string, []any) {
+	from, where, args := whereClause(wsn, &q.Filter, q.Below, p)
+	return "SELECT count(*) FROM " + from + " WHERE " + strings.Join(where, " AND "), args
+}
+
+// histogramSQL is the statement of Histogram: bucket starts (floor
+// division, also for times before 1970) and their counts.
+func histogramSQL(wsn int64, f *stele.Filter, interval time.Duration, p plan) (string, []any) {
+	from, where, args := whereClause(wsn, f, 0, p)
+	step := interval.Nanoseconds()
+	return fmt.Sprintf(`SELECT b, count(*) FROM (SELECT (e.time_ns - ((e.time_ns %% %d) + %d) %% %d) AS b FROM %s WHERE %s) GROUP BY b ORDER BY b`,
+		step, step, step, from, strings.Join(where, " AND ")), args
+}
+
+// whereClause turns a filter into the FROM clause of plan p and SQL
+// conditions over events e, with parameters only: no filter value ever
+// becomes SQL text. below, when positive, excludes positions from below on.
+func whereClause(wsn int64, f *stele.Filter, below int64, p plan) (string, []string, []any) {
+	var where []string
+	var args []any
 	add := func(cond string, a ...any) {
 		where = append(where, cond)
 		args = append(args, a...)
+	}
+	from := "events e INDEXED BY " + p.index
+	if p.text {
+		// The FTS5 index drives, within the workspace's rowids.
+		from = "events_text t CROSS JOIN events e"
+		add("t.events_text MATCH ? AND t.rowid >= ? AND t.rowid < ? AND e.rowid = t.rowid",
+			matchExpr(f.Text), rowid(wsn, 0), rowidBelow(wsn, below))
+	}
+	add("e.ws = ?", wsn)
+	if below > 0 {
+		add("e.rowid < ?", rowid(wsn, below))
 	}
 	if f.Actor != "" {
 		add("e.actor_id = ?", f.Actor)
@@ -165,14 +196,21 @@ func whereClause(wsn int64, f *stele.Filter) ([]string, []any) {
 	if !f.Until.IsZero() {
 		add("e.time_ns < ?", f.Until.UnixNano())
 	}
-	if len(f.Text) > 0 {
-		quoted := make([]string, len(f.Text))
-		for i, w := range f.Text {
-			quoted[i] = `"` + strings.ReplaceAll(w, `"`, `""`) + `"`
-		}
-		add("e.rowid IN (SELECT rowid FROM events_text WHERE events_text MATCH ?)", strings.Join(quoted, " "))
+	if len(f.Text) > 0 && !p.text {
+		add("e.rowid IN (SELECT rowid FROM events_text WHERE events_text MATCH ? AND rowid >= ? AND rowid < ?)",
+			matchExpr(f.Text), rowid(wsn, 0), rowidBelow(wsn, below))
 	}
-	return where, args
+	return from, where, args
+}
+
+// matchExpr is the FTS5 query of words: each a quoted string (so that no
+// word is FTS5 syntax), all required.
+func matchExpr(words []string) string {
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = `"` + strings.ReplaceAll(w, `"`, `""`) + `"`
+	}
+	return strings.Join(quoted, " ")
 }
 
 // prefixRange returns the first and last 16-byte addresses of p, with IPv4

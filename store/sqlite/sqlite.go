@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,6 +35,12 @@ var migrations embed.FS
 type Options struct {
 	// Readers is the size of the read-only connection pool. Default 8.
 	Readers int
+	// ReadOnly opens an existing database for reading only, as stele check
+	// does beside a live server: no migration, no writer connection, every
+	// connection opened with mode=ro and query_only. Every write method
+	// returns an error. The database must exist and have this binary's
+	// schema version.
+	ReadOnly bool
 }
 
 // Store is the SQLite implementation of stele.Store.
@@ -81,6 +88,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.ReadOnly {
+		return openReadOnly(ctx, abs, opts)
+	}
 	w, err := sql.Open("sqlite", dsn(abs, false))
 	if err != nil {
 		return nil, err
@@ -118,6 +128,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		db      *sql.DB
 		queries []string
 	}{{s.w, hotWrites}, {s.r, hotReads}} {
+		if pool.db == nil {
+			continue // read-only: no writer
+		}
 		for _, q := range pool.queries {
 			st, err := pool.db.PrepareContext(ctx, q)
 			if err != nil {
@@ -144,11 +157,48 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "journal_size_limit(67108864)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
+		q.Set("mode", "ro")
 	} else {
 		q.Set("_txlock", "immediate")
 	}
 	return "file:" + path + "?" + q.Encode()
 }
+
+// openReadOnly opens the reader pool alone over an existing database.
+func openReadOnly(ctx context.Context, abs string, opts Options) (*Store, error) {
+	if _, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("no database to open read-only: %w", err)
+	}
+	r, err := sql.Open("sqlite", dsn(abs, true))
+	if err != nil {
+		return nil, err
+	}
+	r.SetMaxOpenConns(opts.Readers)
+	r.SetMaxIdleConns(opts.Readers)
+	s := &Store{path: abs, r: r, wsNum: map[string]int64{}, keys: newKeyCache(abs)}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	var version int
+	if err := r.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("couldn't open %s: %w", abs, err)
+	}
+	if version != len(names) {
+		r.Close()
+		return nil, fmt.Errorf("database %s has schema version %d, this binary reads version %d (start stele serve once to migrate it)", abs, version, len(names))
+	}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// errReadOnly is returned by every write to a store opened read-only.
+var errReadOnly = errors.New("the store is open read-only")
 
 // checkPragmas makes sure the durability settings took effect: a driver that
 // silently ignored them would acknowledge writes that a power cut can undo.
@@ -211,7 +261,10 @@ func (s *Store) Close() error {
 	for _, st := range s.prepared {
 		st.Close()
 	}
-	err := s.w.Close()
+	var err error
+	if s.w != nil {
+		err = s.w.Close()
+	}
 	if s.r != nil {
 		err = errors.Join(err, s.r.Close())
 	}
@@ -224,11 +277,17 @@ func (s *Store) Ping(ctx context.Context) error {
 	if p := s.poisoned.Load(); p != nil {
 		return fmt.Errorf("a commit failed earlier (%v); restart to recover", *p)
 	}
+	if s.w == nil {
+		return errReadOnly
+	}
 	return s.w.PingContext(ctx)
 }
 
 // Update runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
 func (s *Store) Update(ctx context.Context, fn func(stele.AppendTx) error) error {
+	if s.w == nil {
+		return errReadOnly
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if p := s.poisoned.Load(); p != nil {
@@ -252,6 +311,9 @@ func (s *Store) Update(ctx context.Context, fn func(stele.AppendTx) error) error
 // write runs fn in a write transaction for the store's administrative writes
 // (workspaces, keys, checkpoints).
 func (s *Store) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.w == nil {
+		return errReadOnly
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if p := s.poisoned.Load(); p != nil {

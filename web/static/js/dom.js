@@ -125,10 +125,19 @@ export function utc(t) {
   return d.toISOString().slice(0, 19).replace('T', ' ');
 }
 
+// displayWords are the words of event types that people write otherwise
+// than capitalized (as in stele.DisplayName).
+const displayWords = {
+  api: 'API', auditlog: 'Audit Log', ip: 'IP', ioc: 'IOC', pcap: 'PCAP',
+  sso: 'SSO', mfa: 'MFA', tls: 'TLS', dns: 'DNS', ssh: 'SSH', url: 'URL',
+};
+
 // displayName turns an event type into words, as stele.DisplayName does:
-// "incident.opened" → "Incident Opened", "api_key.rotated" → "Api Key Rotated".
+// "incident.opened" → "Incident Opened", "api_key.rotated" → "API Key Rotated".
 export function displayName(type) {
-  return String(type).split(/[._]/).map((w) => (w ? w[0].toUpperCase() + w.slice(1) : w)).join(' ');
+  return String(type).split(/[._]/).filter(Boolean)
+    .map((w) => (Object.hasOwn(displayWords, w) ? displayWords[w] : w[0].toUpperCase() + w.slice(1)))
+    .join(' ');
 }
 
 // actorLabel is the actor as the table shows it: the name if present,
