@@ -19,6 +19,7 @@ type appendTx struct {
 	s     *Store
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt // hotWrites bound to tx, made on first use
+	texts int                  // rows of words staged for the text index
 }
 
 // stmt returns the prepared statement q (one of hotWrites) bound to the
@@ -129,7 +130,6 @@ func (t *appendTx) Leaves(ctx context.Context, ws string, from, to int64) ([]ste
 
 const (
 	selectPrior = "SELECT id, rowid, leaf_hash, request_hash FROM events WHERE ws = ? AND id = ?"
-	insertText  = "INSERT INTO events_text (rowid, words) VALUES (?, ?)"
 	insertTree  = "INSERT INTO tree (rowid, hashes, mac) VALUES (?, ?, ?)"
 	updateHead  = "UPDATE logs SET size = ?, root = ?, last_received_ns = ? WHERE ws = ? AND size = ?"
 )
@@ -146,7 +146,7 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 	if head.Size > MaxEvents {
 		return fmt.Errorf("workspace %s is full (%d events)", ws, MaxEvents)
 	}
-	evStmt, textStmt, treeStmt := t.stmt(ctx, insertEvent), t.stmt(ctx, insertText), t.stmt(ctx, insertTree)
+	evStmt, textStmt, treeStmt := t.stmt(ctx, insertEvent), t.stmt(ctx, insertTextPending), t.stmt(ctx, insertTree)
 	for i := range entries {
 		e := &entries[i]
 		b := e.Body
@@ -183,6 +183,7 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 			if _, err := textStmt.ExecContext(ctx, rid, strings.Join(words, " ")); err != nil {
 				return fmt.Errorf("couldn't index event %d: %w", e.Seq, err)
 			}
+			t.texts++
 		}
 		if _, err := treeStmt.ExecContext(ctx, rid, joinHashes(e.TreeHashes), e.MAC); err != nil {
 			if isConstraint(err) {

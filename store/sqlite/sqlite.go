@@ -64,13 +64,14 @@ type Store struct {
 	// costs more than executing these one-row statements.
 	prepared map[string]*sql.Stmt
 
-	keys *keyCache // serves Key between key changes
+	keys *keyCache    // serves Key between key changes
+	text *textIndexer // moves staged words into the text index; nil when read-only
 }
 
 // hotWrites are prepared on the writer connection at Open and used inside
 // transactions through Tx.StmtContext, which reuses the connection's
 // prepared statement.
-var hotWrites = []string{selectPrior, insertEvent, insertText, insertTree, selectHead, updateHead}
+var hotWrites = []string{selectPrior, insertEvent, insertTextPending, insertTree, selectHead, updateHead}
 
 // hotReads are prepared on the read pool (each connection prepares them on
 // first use).
@@ -119,6 +120,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.flushText(ctx); err != nil { // words a crash left staged
+		s.Close()
+		return nil, err
+	}
+	s.startTextIndexer()
 	return s, nil
 }
 
@@ -258,10 +264,10 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
+	err := s.stopTextIndexer()
 	for _, st := range s.prepared {
 		st.Close()
 	}
-	var err error
 	if s.w != nil {
 		err = s.w.Close()
 	}
@@ -297,13 +303,17 @@ func (s *Store) Update(ctx context.Context, fn func(stele.AppendTx) error) error
 	if err != nil {
 		return fmt.Errorf("%w: couldn't begin: %v", stele.ErrUnavailable, err)
 	}
-	if err := fn(&appendTx{s: s, tx: tx}); err != nil {
+	atx := &appendTx{s: s, tx: tx}
+	if err := fn(atx); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		s.poisoned.CompareAndSwap(nil, &err)
 		return fmt.Errorf("%w: commit failed: %v", stele.ErrUnavailable, err)
+	}
+	if s.text != nil {
+		s.text.add(atx.texts)
 	}
 	return nil
 }
