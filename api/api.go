@@ -49,6 +49,8 @@ type Config struct {
 	// KeyRotationGrace is how long a rotated key's old secret keeps
 	// working when the request does not say (default 0: not at all).
 	KeyRotationGrace time.Duration
+	// CheckpointWait bounds POST /v1/events?wait=checkpoint (default 10 s).
+	CheckpointWait time.Duration
 }
 
 // Server serves the API.
@@ -86,6 +88,9 @@ func New(cfg Config) *Server {
 	if cfg.Limits == nil {
 		l := DefaultLimits
 		cfg.Limits = &l
+	}
+	if cfg.CheckpointWait <= 0 {
+		cfg.CheckpointWait = defaultCheckpointWait
 	}
 	if cfg.Limits.FailuresPerMinute <= 0 {
 		cfg.Limits.FailuresPerMinute = DefaultLimits.FailuresPerMinute

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/stele-log/stele"
@@ -88,7 +87,7 @@ func (s *Server) exportBundle(w http.ResponseWriter, r *http.Request, p *Princip
 			return err
 		}
 	}
-	name := fmt.Sprintf("stele-%s-%s.bundle.ndjson", strings.TrimPrefix(t.Workspace(), "_"), s.now().UTC().Format("20060102T150405Z"))
+	name := exportFilename(t.Workspace(), s.now(), "bundle.ndjson")
 	w.Header().Set("Content-Type", bundle.ContentType)
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("X-Stele-Rows", strconv.FormatInt(rows, 10))

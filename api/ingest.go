@@ -29,14 +29,15 @@ type ingestResponse struct {
 	Checkpoint string `json:"checkpoint,omitempty"`
 	// CheckpointStatus, with ?wait=checkpoint, says whether Checkpoint is
 	// there: "included", or "pending" when none covered the events within
-	// checkpointWait. The events are durably logged either way.
+	// Config.CheckpointWait. The events are durably logged either way.
 	CheckpointStatus string `json:"checkpoint_status,omitempty"`
 }
 
-// checkpointWait bounds how long ?wait=checkpoint holds the response.
-// Checkpoints are signed within about a second of appends (D1), so only a
-// stalled checkpointer (D2: the signing key or clock) makes it run out.
-const checkpointWait = 10 * time.Second
+// defaultCheckpointWait bounds how long ?wait=checkpoint holds the
+// response (Config.CheckpointWait). Checkpoints are signed within about a
+// second of appends (D1), so only a stalled checkpointer (D2: the signing
+// key or clock) makes it run out.
+const defaultCheckpointWait = 10 * time.Second
 
 // postEvents is POST /v1/events: one event, {"events":[...]}, or NDJSON.
 // It answers 201 only once every event is durably in the log.
@@ -80,7 +81,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal
 		// The events are committed: whatever happens to the wait, the
 		// answer is 201 with their receipts, and says whether a signed
 		// checkpoint covering them is included.
-		wctx, cancel := context.WithTimeout(r.Context(), checkpointWait)
+		wctx, cancel := context.WithTimeout(r.Context(), s.cfg.CheckpointWait)
 		cp, err := s.cps.Wait(wctx, t.Workspace(), size)
 		cancel()
 		switch {

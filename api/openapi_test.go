@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/bundle"
 	"github.com/stele-log/stele/checkpoint"
 	"go.yaml.in/yaml/v3"
 )
@@ -412,5 +414,77 @@ func operations(doc map[string]any) map[string]map[string]any {
 			}
 		}
 	}
+	return out
+}
+
+// The response schemas name exactly the JSON members of the types the
+// handlers encode, so that a member added to a response (or dropped) cannot
+// go undocumented.
+func TestOpenAPISchemasMatchResponses(t *testing.T) {
+	doc := parseSpec(t, openAPI)
+	for pointer, v := range map[string]any{
+		"#/components/schemas/Error":                              errorBody{},
+		"#/components/schemas/Error/properties/error":             errorDetail{},
+		"#/components/schemas/Receipt":                            receiptJSON{},
+		"#/components/schemas/IngestResponse":                     ingestResponse{},
+		"#/components/schemas/EventPage":                          listResponse{},
+		"#/components/schemas/EventWithProof":                     eventResponse{},
+		"#/components/schemas/InclusionProof":                     inclusionJSON{},
+		"#/components/schemas/ConsistencyProof":                   consistencyJSON{},
+		"#/components/schemas/Histogram":                          histogramResponse{},
+		"#/components/schemas/Histogram/properties/buckets/items": bucketJSON{},
+		"#/components/schemas/Count":                              countResponse{},
+		"#/components/schemas/Workspace":                          workspaceJSON{},
+		"#/components/schemas/Key":                                keyJSON{},
+		"#/components/schemas/User":                               userJSON{},
+		"#/components/schemas/Session":                            sessionJSON{},
+		"#/components/schemas/Event":                              stele.Event{},
+		"#/components/schemas/EventInput":                         stele.EventBody{},
+		"#/components/schemas/Actor":                              stele.Actor{},
+		"#/components/schemas/Resource":                           stele.Resource{},
+		"#/components/schemas/Emitter":                            stele.Emitter{},
+		"#/components/schemas/BundleHeader":                       bundle.Header{},
+		"#/components/schemas/BundleHeader/properties/range":      bundle.Range{},
+		"#/components/schemas/BundleLine":                         bundle.Line{},
+	} {
+		schema, ok := lookup(doc, pointer)
+		if !ok {
+			t.Errorf("%s: no such schema", pointer)
+			continue
+		}
+		var documented []string
+		props, _ := schema.(map[string]any)["properties"].(map[string]any)
+		for name := range props {
+			documented = append(documented, name)
+		}
+		slices.Sort(documented)
+		want := jsonMembers(reflect.TypeOf(v))
+		if strings.HasSuffix(pointer, "/EventInput") {
+			// The server sets these; emitters may not send them.
+			want = slices.DeleteFunc(want, func(n string) bool { return n == "received_at" || n == "emitter" })
+		}
+		if !slices.Equal(documented, want) {
+			t.Errorf("%s documents %v; the response type has %v", pointer, documented, want)
+		}
+	}
+}
+
+// jsonMembers lists the JSON member names of struct type typ, embedded
+// structs flattened, sorted.
+func jsonMembers(typ reflect.Type) []string {
+	var out []string
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case f.Anonymous && name == "":
+			out = append(out, jsonMembers(f.Type)...)
+		case name == "":
+			out = append(out, f.Name)
+		default:
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
 	return out
 }

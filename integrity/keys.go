@@ -36,8 +36,8 @@ func ParseLogKey(vkey string) (instance string, pub ed25519.PublicKey, err error
 // origin is the checkpoint origin of ws's log.
 func (o *Options) origin(ws string) string { return o.Instance + "/" + ws }
 
-// verifierKey is the note verifier key of ws's checkpoints.
-func (o *Options) verifierKey(ws string) (string, error) {
+// VerifierKey returns the note verifier key of ws's checkpoints.
+func (o *Options) VerifierKey(ws string) (string, error) {
 	return note.NewEd25519VerifierKey(o.origin(ws), o.PublicKey)
 }
 
@@ -56,7 +56,7 @@ func openTrusted(opts Options) (map[string][]*checkpoint.Opened, error) {
 		if !ok || ws == "" {
 			return nil, fmt.Errorf("trusted checkpoint %d: origin %q is not a log of instance %q", i+1, c.Origin, opts.Instance)
 		}
-		vkey, err := opts.verifierKey(ws)
+		vkey, err := opts.VerifierKey(ws)
 		if err != nil {
 			return nil, err
 		}

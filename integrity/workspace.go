@@ -125,7 +125,7 @@ func (c *wsCheck) progress(total int64) {
 // (C3), checking that sizes and times strictly increase (C8).
 func (c *wsCheck) loadCheckpoints(ctx context.Context) error {
 	origin := c.opts.origin(c.ws)
-	vkey, err := c.opts.verifierKey(c.ws)
+	vkey, err := c.opts.VerifierKey(c.ws)
 	if err != nil {
 		return err
 	}

@@ -27,13 +27,12 @@ type RecoverStore interface {
 // Its cost is O(log n) plus the unsigned tail, which is normally under a
 // second of appends.
 func Recover(ctx context.Context, store RecoverStore, key *checkpoint.Key, ws string) (stele.Head, *tree.Frontier, error) {
-	head, err := store.Head(ctx, ws)
-	if err != nil {
-		return stele.Head{}, nil, fmt.Errorf("couldn't read the head of %s: %w", ws, err)
-	}
 	bad := func(seq int64, check, format string, args ...any) error {
 		return &stele.ErrIntegrity{Workspace: ws, Seq: seq, Check: check, Detail: fmt.Sprintf(format, args...)}
 	}
+	// The checkpoint before the head: another process sharing the database
+	// may append and sign meanwhile, and a checkpoint only ever covers a
+	// committed head, so this order never sees one beyond the head.
 	var size int64
 	root, _ := tlog.TreeHash(0, nil)
 	cp, err := store.LatestCheckpoint(ctx, ws)
@@ -51,6 +50,10 @@ func Recover(ctx context.Context, store RecoverStore, key *checkpoint.Key, ws st
 		}
 		size, root = cp.Size, cp.Root
 	}
+	head, err := store.Head(ctx, ws)
+	if err != nil {
+		return stele.Head{}, nil, fmt.Errorf("couldn't read the head of %s: %w", ws, err)
+	}
 	if head.Size < size {
 		return stele.Head{}, nil, bad(head.Size, "sequence", "the log holds %d events but its checkpoint covers %d: events were removed or an older copy restored", head.Size, size)
 	}
@@ -66,11 +69,15 @@ func Recover(ctx context.Context, store RecoverStore, key *checkpoint.Key, ws st
 		return stele.Head{}, nil, bad(size-1, "root", "the stored tree of %d events does not hash to the signed root", size)
 	}
 	var tail []stele.Leaf
+	errEnough := errors.New("at the head")
 	err = store.ScanLeaves(ctx, ws, size, func(l stele.Leaf) error {
+		if l.Seq >= head.Size {
+			return errEnough // appended by another process after the head was read
+		}
 		tail = append(tail, l)
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errEnough) {
 		return stele.Head{}, nil, fmt.Errorf("couldn't read the unsigned tail of %s: %w", ws, err)
 	}
 	f, err = ExtendVerified(key.MACKey(), ws, f, size, tail)

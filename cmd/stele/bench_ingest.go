@@ -167,7 +167,7 @@ func benchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func runIngestWorkload(ctx context.Context, bin, dir string, w ingestWorkload, pool *eventPool, rounds int,
 	duration, warmup time.Duration, pprofAddr string, stderr io.Writer) (workloadResult, error) {
 	res := workloadResult{Workload: w}
-	srv, err := startBenchServer(ctx, bin, filepath.Join(dir, "stele-data"), pprofAddr)
+	srv, err := startBenchServer(ctx, benchServe{Bin: bin, DataDir: filepath.Join(dir, "stele-data"), PprofAddr: pprofAddr})
 	if err != nil {
 		return res, err
 	}

@@ -10,17 +10,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/stele-log/stele"
-	"github.com/stele-log/stele/api"
 	"github.com/stele-log/stele/client"
 	"github.com/stele-log/stele/eventgen"
 )
@@ -86,88 +83,6 @@ func (p *eventPool) appendEvent(buf []byte, i int) []byte {
 	return append(buf, p.tails[i%len(p.tails)]...)
 }
 
-// benchServer is `stele serve` running as a child process.
-type benchServer struct {
-	cmd  *exec.Cmd
-	url  string
-	key  string
-	logs *os.File
-	hc   *http.Client
-}
-
-// startBenchServer starts this binary's `stele serve` on dataDir and waits
-// until it is ready. The environment's STELE_* variables are not passed on:
-// the bench measures the defaults.
-func startBenchServer(ctx context.Context, bin, dataDir, pprofAddr string) (*benchServer, error) {
-	_, _, key := api.NewKeySecret("default")
-	logs, err := os.Create(dataDir + ".log")
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--rate-ingest", "0", "--log-level", "warn"}
-	if pprofAddr != "" {
-		args = append(args, "--pprof", pprofAddr)
-	}
-	cmd := exec.Command(bin, args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "STELE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "STELE_ADMIN_KEY="+key)
-	cmd.Stderr = logs
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &benchServer{cmd: cmd, key: key, logs: logs}
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "Stele is serving on "); ok {
-				urls <- strings.TrimSpace(u)
-			}
-		}
-		close(urls)
-	}()
-	select {
-	case u, ok := <-urls:
-		if !ok {
-			s.stop()
-			return nil, fmt.Errorf("the server exited before serving:\n%s", s.logTail())
-		}
-		s.url = u
-	case <-time.After(2 * time.Minute):
-		s.stop()
-		return nil, fmt.Errorf("the server did not start within 2 minutes:\n%s", s.logTail())
-	case <-ctx.Done():
-		s.stop()
-		return nil, ctx.Err()
-	}
-	s.hc = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true}}
-	for deadline := time.Now().Add(time.Minute); ; {
-		resp, err := s.hc.Get(s.url + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("the server did not become ready:\n%s", s.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (s *benchServer) pid() int { return s.cmd.Process.Pid }
-
 // commits returns the server's count of committed batches, from /metrics.
 func (s *benchServer) commits(ctx context.Context) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/metrics", nil)
@@ -188,28 +103,6 @@ func (s *benchServer) commits(ctx context.Context) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no stele_commit_batch_events_count in /metrics (status %d)", resp.StatusCode)
-}
-
-// stop shuts the server down as an operator would (SIGTERM).
-func (s *benchServer) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		s.cmd.Process.Kill()
-		<-done
-	}
-	s.logs.Close()
-}
-
-func (s *benchServer) logTail() string {
-	b, _ := os.ReadFile(s.logs.Name())
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }
 
 // steleLoad drives the server with one workload's clients.

@@ -31,6 +31,14 @@ func TestOnPostgres(t *testing.T) {
 		{"WorkspacesAreSeparateLogs", TestWorkspacesAreSeparateLogs},
 		{"GracefulShutdownSignsEverything", TestGracefulShutdownSignsEverything},
 		{"CountEndpoint", TestCountEndpoint},
+		// read_test.go, read_access_test.go (TestReadRefusedWhenUnrecorded
+		// locks the SQLite file; TestPostgresFailsClosed covers PostgreSQL)
+		{"ReadBadParameters", TestReadBadParameters},
+		{"ReadsAreLogged", TestReadsAreLogged},
+		{"ExportStopsWhenClientLeaves", TestExportStopsWhenClientLeaves},
+		{"ReadFiltersProperty", TestReadFiltersProperty},
+		{"ReadCursorUnderConcurrentAppends", TestReadCursorUnderConcurrentAppends},
+		{"ExportFormats", TestExportFormats},
 		// security_test.go
 		{"RouteCredentialMatrix", TestRouteCredentialMatrix},
 		{"CrossTenantReferences", TestCrossTenantReferences},

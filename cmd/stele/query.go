@@ -169,12 +169,14 @@ func printTable(w io.Writer, events []json.RawMessage) error {
 	}
 	var b strings.Builder
 	for _, r := range rows {
+		var line strings.Builder
 		for i, v := range r {
-			b.WriteString(v)
+			line.WriteString(v)
 			if i < len(r)-1 {
-				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(v)+2))
+				line.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(v)+2))
 			}
 		}
+		b.WriteString(strings.TrimRight(line.String(), " "))
 		b.WriteString("\n")
 	}
 	if len(events) == 1 {

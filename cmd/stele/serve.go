@@ -142,10 +142,14 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 	cps := sequencer.NewCheckpointer(store, key, nil, logger, m)
 	seq := sequencer.New(store, key.MACKey(), sequencer.Config{Lanes: writeLanes(cfg.DB), Logger: logger, OnCommit: cps.Committed, Metrics: m})
 	var started atomic.Bool
+	var guards atomic.Pointer[error] // set when the database's guards are missing (TAM-22)
 	srv := api.New(api.Config{Store: store, Sequencer: seq, Checkpointer: cps, Key: key, Logger: logger, Registry: reg,
 		TrustedProxies: cfg.TrustedProxies, Limits: &cfg.Limits, KeyRotationGrace: cfg.KeyGrace, Ready: func() error {
 			if !started.Load() {
 				return errors.New("start-up self-check in progress")
+			}
+			if g := guards.Load(); g != nil {
+				return *g
 			}
 			return nil
 		}})
@@ -183,6 +187,11 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 		drain()
 		return err
 	}
+	guardState := "in place"
+	if err := checkGuards(ctx, store, logger); err != nil {
+		guards.Store(&err)
+		guardState = err.Error()
+	}
 	var demoKey string
 	if cfg.Demo {
 		if demoKey, err = fillDemo(ctx, srv, store, seq); err != nil {
@@ -190,7 +199,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 			return err
 		}
 	}
-	if err := srv.RecordSystem(ctx, "service.started", map[string]any{"instance": key.Name(), "pid": os.Getpid()}); err != nil {
+	if err := srv.RecordSystem(ctx, "service.started", map[string]any{"instance": key.Name(), "pid": os.Getpid(), "database_guards": guardState}); err != nil {
 		drain()
 		return fmt.Errorf("couldn't log the service start: %w", err)
 	}
@@ -305,6 +314,25 @@ func selfCheck(ctx context.Context, store stele.Store, key *checkpoint.Key, seq 
 		cps.Committed(w.ID, head) // signs any tail a crash left unsigned
 	}
 	return nil
+}
+
+// checkGuards reports the database's missing append-only guards (TAM-22)
+// loudly. The server still starts — the signed tree, not the guards, makes
+// tampering evident, and refusing to start would hide the log from its
+// readers — but /readyz answers 503 naming them until they are restored
+// (stele check --restore-guards) and the server restarted.
+func checkGuards(ctx context.Context, store stele.Store, logger *slog.Logger) error {
+	g, ok := store.(stele.GuardChecker)
+	if !ok {
+		return nil
+	}
+	err := g.CheckGuards(ctx)
+	if err != nil {
+		err = fmt.Errorf("database guards: %w; run stele check, then stele check --restore-guards", err)
+		logger.Error("INTEGRITY ALARM at start-up: the database's append-only guards are not in place; readiness stays false until they are restored",
+			"err", err)
+	}
+	return err
 }
 
 // fillDemo fills the default workspace with the sample events when it is

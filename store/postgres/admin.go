@@ -31,7 +31,7 @@ func (s *Store) CreateWorkspace(ctx context.Context, w stele.Workspace) error {
 
 // Workspace returns one workspace.
 func (s *Store) Workspace(ctx context.Context, id string) (stele.Workspace, error) {
-	ctx, cancel := s.read(ctx)
+	ctx, cancel := s.lookup(ctx)
 	defer cancel()
 	var w stele.Workspace
 	var created int64
@@ -94,7 +94,7 @@ func (s *Store) AddCheckpoint(ctx context.Context, cp stele.Checkpoint, prevSize
 
 // LatestCheckpoint returns the largest stored checkpoint of ws.
 func (s *Store) LatestCheckpoint(ctx context.Context, ws string) (stele.Checkpoint, error) {
-	ctx, cancel := s.read(ctx)
+	ctx, cancel := s.lookup(ctx)
 	defer cancel()
 	var out stele.Checkpoint
 	found := false
@@ -181,7 +181,7 @@ func scanKey(sc pgx.Row) (stele.APIKey, error) {
 
 // Key returns the key with id.
 func (s *Store) Key(ctx context.Context, id string) (stele.APIKey, error) {
-	ctx, cancel := s.read(ctx)
+	ctx, cancel := s.lookup(ctx)
 	defer cancel()
 	k, err := scanKey(s.pool.QueryRow(ctx, "SELECT "+keyColumns+" FROM api_keys k JOIN workspaces w ON w.n = k.ws WHERE k.id = $1", id))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -270,7 +270,7 @@ func scanUser(sc pgx.Row) (stele.User, error) {
 }
 
 func (s *Store) userWhere(ctx context.Context, cond string, arg any) (stele.User, error) {
-	ctx, cancel := s.read(ctx)
+	ctx, cancel := s.lookup(ctx)
 	defer cancel()
 	u, err := scanUser(s.pool.QueryRow(ctx, "SELECT "+userColumns+" FROM users u JOIN workspaces w ON w.n = u.ws WHERE "+cond, arg))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -351,7 +351,7 @@ func (s *Store) CreateSession(ctx context.Context, se stele.Session) error {
 
 // SessionByToken returns the session with the token hash.
 func (s *Store) SessionByToken(ctx context.Context, tokenHash []byte) (stele.Session, error) {
-	ctx, cancel := s.read(ctx)
+	ctx, cancel := s.lookup(ctx)
 	defer cancel()
 	var se stele.Session
 	var created, expires, revoked int64

@@ -57,7 +57,11 @@ type Options struct {
 	// WriteTimeout bounds a whole write transaction, commit included
 	// (default 5s).
 	WriteTimeout time.Duration
-	// ReadTimeout bounds one read: a lookup, a page, a count (default 30s).
+	// LookupTimeout bounds a read of one row: a key, a session, a head
+	// (default 2s). Every authenticated request starts with one, so a
+	// database that does not answer turns into 503s this fast.
+	LookupTimeout time.Duration
+	// ReadTimeout bounds a read of many rows: a page, a count (default 30s).
 	// Scan, which streams exports for as long as the client reads, is bounded
 	// only by its context and the connect timeout.
 	ReadTimeout time.Duration
@@ -69,6 +73,9 @@ func (o *Options) defaults() {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
+	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = 2 * time.Second
 	}
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 30 * time.Second
@@ -311,9 +318,14 @@ func (s *Store) rollback(tx pgx.Tx) {
 	tx.Rollback(ctx) // a broken connection is closed by pgx instead
 }
 
-// read bounds a read by ReadTimeout.
+// read bounds a read of many rows by ReadTimeout.
 func (s *Store) read(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.opts.ReadTimeout)
+}
+
+// lookup bounds a read of one row by LookupTimeout.
+func (s *Store) lookup(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.LookupTimeout)
 }
 
 // wrap classifies err: the store's own kinds pass unchanged; failures of the

@@ -17,7 +17,7 @@ import (
 
 // Head returns the committed head of ws's log.
 func (s *Store) Head(ctx context.Context, ws string) (stele.Head, error) {
-	ctx, cancel := s.read(ctx)
+	ctx, cancel := s.lookup(ctx)
 	defer cancel()
 	return s.head(ctx, s.pool, ws, "")
 }
@@ -91,7 +91,7 @@ func (s *Store) EventByID(ctx context.Context, ws, id string) (stele.StoredEvent
 	if err != nil {
 		return stele.StoredEvent{}, stele.ErrNotFound
 	}
-	ctx, cancel := s.read(ctx)
+	ctx, cancel := s.lookup(ctx)
 	defer cancel()
 	wsn, err := s.wsNumber(ctx, s.pool, ws)
 	if err != nil {

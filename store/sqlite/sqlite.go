@@ -92,7 +92,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.ReadOnly {
 		return openReadOnly(ctx, abs, opts)
 	}
-	w, err := sql.Open("sqlite", dsn(abs, false))
+	w, err := sql.Open("sqlite", dsn(abs, roleWriter))
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", dsn(abs, true))
+	r, err := sql.Open("sqlite", dsn(abs, roleReader))
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -154,18 +154,32 @@ func (s *Store) prepare(ctx context.Context) error {
 // readStmt returns the prepared read statement q (one of hotReads).
 func (s *Store) readStmt(q string) *sql.Stmt { return s.prepared["r:"+q] }
 
-func dsn(path string, readOnly bool) string {
+// Connection roles of dsn.
+const (
+	roleWriter   = iota // the one writer: durability settings, immediate transactions
+	roleReader          // the server's readers: query_only beside the writer
+	roleReadOnly        // Options.ReadOnly: mode=ro, and no pragma that could write
+)
+
+func dsn(path string, role int) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "journal_size_limit(67108864)")
-	if readOnly {
+	switch role {
+	case roleWriter:
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(FULL)")
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "journal_size_limit(67108864)")
+		q.Set("_txlock", "immediate")
+	case roleReader:
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(FULL)")
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "journal_size_limit(67108864)")
+		q.Add("_pragma", "query_only(1)")
+	case roleReadOnly:
 		q.Add("_pragma", "query_only(1)")
 		q.Set("mode", "ro")
-	} else {
-		q.Set("_txlock", "immediate")
 	}
 	return "file:" + path + "?" + q.Encode()
 }
@@ -175,7 +189,7 @@ func openReadOnly(ctx context.Context, abs string, opts Options) (*Store, error)
 	if _, err := os.Stat(abs); err != nil {
 		return nil, fmt.Errorf("no database to open read-only: %w", err)
 	}
-	r, err := sql.Open("sqlite", dsn(abs, true))
+	r, err := sql.Open("sqlite", dsn(abs, roleReadOnly))
 	if err != nil {
 		return nil, err
 	}
@@ -262,17 +276,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both connection pools.
+// Close closes both connection pools, the readers first, so that the
+// writer's connection is the last and folds the WAL back into the database
+// file: a cleanly closed database is one self-contained file.
 func (s *Store) Close() error {
 	err := s.stopTextIndexer()
 	for _, st := range s.prepared {
 		st.Close()
 	}
-	if s.w != nil {
-		err = s.w.Close()
-	}
 	if s.r != nil {
 		err = errors.Join(err, s.r.Close())
+	}
+	if s.w != nil {
+		err = errors.Join(err, s.w.Close())
 	}
 	return err
 }
