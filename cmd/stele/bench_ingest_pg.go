@@ -101,7 +101,7 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 	duration := fs.Duration("duration", 5*time.Second, "length of one measured round")
 	rounds := fs.Int("rounds", 3, "rounds per side (the order of the sides rotates)")
 	warmup := fs.Duration("warmup", time.Second, "unmeasured warm-up per side")
-	clients := fs.Int("clients", 8, "concurrent HTTP clients")
+	clients := fs.Int("clients", 32, "concurrent HTTP clients")
 	batch := fs.Int("batch", 100, "events per request")
 	workspaces := fs.Int("workspaces", 4, "workspaces the events are spread over")
 	txRows := fs.Int("tx-rows", 1000, "rows per baseline transaction")
