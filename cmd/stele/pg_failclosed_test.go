@@ -281,3 +281,91 @@ func TestPostgresSynchronousCommitWarning(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresConnectionResets is DUR-10: while writers append, every
+// connection to PostgreSQL is reset again and again, mid-transaction or
+// mid-commit. Writers retry what was not acknowledged with the same ids.
+// Afterwards every event is in the log exactly once, at the position its
+// final acknowledgement gave, the positions are gap-free and the log
+// verifies: no partial batch, no acknowledgement of an aborted one.
+func TestPostgresConnectionResets(t *testing.T) {
+	dbURL, proxy := proxiedDatabase(t)
+	ts := startServer(t, "", func(c *serveConfig) { c.DB = dbURL })
+	hc := &http.Client{Timeout: 30 * time.Second}
+	var mu sync.Mutex
+	var history []*op
+	retries := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				o := &op{writer: w, ws: "default"}
+				for i := range 1 + (w+n)%10 {
+					o.events = append(o.events, map[string]any{"id": uuid.NewString(), "type": "node.config_changed",
+						"actor": map[string]any{"type": "service", "id": fmt.Sprintf("writer-%d", w)}, "node": fmt.Sprintf("n-%d-%d-%d", w, n, i)})
+				}
+				for attempt := 0; attempt < 300; attempt++ {
+					o.outcome, o.seqs, _ = sendOpWait(hc, ts.URL, ts.Key, o.events, false)
+					if o.outcome != "indeterminate" {
+						break
+					}
+					mu.Lock()
+					retries++
+					mu.Unlock()
+					time.Sleep(50 * time.Millisecond)
+				}
+				mu.Lock()
+				history = append(history, o)
+				mu.Unlock()
+			}
+		}()
+	}
+	for range 12 {
+		time.Sleep(300 * time.Millisecond)
+		proxy.set("down")
+		time.Sleep(30 * time.Millisecond)
+		proxy.set("up")
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d ops, %d retries after 503s or resets", len(history), retries)
+	if retries == 0 {
+		t.Fatal("no request failed: the resets did not reach a transaction")
+	}
+	status, b, _ := call(t, "POST", ts.URL+"/v1/events?wait=checkpoint", ts.Key, "application/json",
+		[]byte(`{"type":"test.finished","actor":{"type":"system","id":"test"}}`))
+	if status != 201 {
+		t.Fatalf("final append: %d %s", status, b)
+	}
+	byID := map[string]exportedEvent{}
+	for i, e := range exportAll(t, ts.URL, ts.Key) {
+		if e.Seq != int64(i) {
+			t.Fatalf("gap: position %d holds seq %d", i, e.Seq)
+		}
+		if _, dup := byID[e.ID]; dup {
+			t.Fatalf("id %s logged twice", e.ID)
+		}
+		byID[e.ID] = e
+	}
+	for _, o := range history {
+		if o.outcome != "ok" {
+			t.Errorf("writer %d: an op never got an answer (%s)", o.writer, o.outcome)
+			continue
+		}
+		for i, ev := range o.events {
+			got, ok := byID[ev["id"].(string)]
+			if !ok || got.Seq != o.seqs[i] {
+				t.Errorf("event %s acknowledged at seq %d: present %v at %d", ev["id"], o.seqs[i], ok, got.Seq)
+			}
+		}
+	}
+	verifyLog(t, ts.URL, ts.Key, "default")
+}
