@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stele-log/stele/eventgen"
 	"github.com/stele-log/stele/store/postgres/pgtest"
 )
 
@@ -368,4 +371,40 @@ func TestPostgresConnectionResets(t *testing.T) {
 		}
 	}
 	verifyLog(t, ts.URL, ts.Key, "default")
+}
+
+// TestPostgresReadRefusedWhenUnrecorded is AVL-09 on PostgreSQL: another
+// session holds the lock on the workspace's log head, as a stuck process or
+// maintenance job would, so the access event of a read cannot be recorded;
+// the read is refused with 503 and serves no event. Once the lock is gone,
+// reads work again.
+func TestPostgresReadRefusedWhenUnrecorded(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	ts := startServer(t, "", func(c *serveConfig) { c.DB = db })
+	ingest(t, ts, ts.Key, eventgen.New(8).Stream(20, time.Now().UTC(), time.Hour, true))
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM logs l JOIN workspaces w ON w.n = l.ws WHERE w.id = 'default' FOR UPDATE OF l"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/v1/events?limit=5", "/v1/export?format=ndjson"} {
+		status, body, _ := call(t, "GET", ts.URL+p, ts.Key, "", nil)
+		if status != 503 || strings.Contains(string(body), `"seq"`) {
+			t.Errorf("GET %s with the log head locked: %d %.200s, want 503 and no events", p, status, body)
+		}
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if status, body, _ := call(t, "GET", ts.URL+"/v1/events?limit=5", ts.Key, "", nil); status != 200 {
+		t.Errorf("after the lock: %d %s", status, body)
+	}
 }

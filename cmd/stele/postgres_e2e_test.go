@@ -32,7 +32,8 @@ func TestOnPostgres(t *testing.T) {
 		{"GracefulShutdownSignsEverything", TestGracefulShutdownSignsEverything},
 		{"CountEndpoint", TestCountEndpoint},
 		// read_test.go, read_access_test.go (TestReadRefusedWhenUnrecorded
-		// locks the SQLite file; TestPostgresFailsClosed covers PostgreSQL)
+		// locks the SQLite file; TestPostgresReadRefusedWhenUnrecorded is its
+		// PostgreSQL form)
 		{"ReadBadParameters", TestReadBadParameters},
 		{"ReadsAreLogged", TestReadsAreLogged},
 		{"ExportStopsWhenClientLeaves", TestExportStopsWhenClientLeaves},
