@@ -111,7 +111,7 @@ func readKey(arg string) (string, error) {
 	if !strings.Contains(arg, "+") || fileExists(arg) {
 		data, err := os.ReadFile(arg)
 		if err != nil {
-			return "", fmt.Errorf("--key is neither a verifier key nor a readable file: %w", err)
+			return "", fmt.Errorf("--key is neither a log verifier key (<origin>+<hash>+<key>, from GET /v1/log/key; not an API key) nor a file holding one: %w", err)
 		}
 		arg = string(data)
 	}
