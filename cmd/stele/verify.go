@@ -111,7 +111,8 @@ func readKey(arg string) (string, error) {
 	if !strings.Contains(arg, "+") || fileExists(arg) {
 		data, err := os.ReadFile(arg)
 		if err != nil {
-			return "", fmt.Errorf("--key is neither a log verifier key (<origin>+<hash>+<key>, from GET /v1/log/key; not an API key) nor a file holding one: %w", err)
+			// The value is not echoed: it may be an API key given by mistake.
+			return "", errors.New("--key is neither a log verifier key (<origin>+<hash>+<key>, from GET /v1/log/key; not an API key) nor a readable file holding one")
 		}
 		arg = string(data)
 	}
