@@ -76,6 +76,7 @@ func (f *failureLog) note(ws string, b stele.EventBody) {
 	if individual {
 		select {
 		case f.queue <- failureEvent{ws: ws, body: b}:
+			f.s.m.refusalsPending.Inc()
 			w.logged++
 		default:
 			individual = false
@@ -96,6 +97,7 @@ func (f *failureLog) enqueueSummary(k failureKey, w *failureWindow, now time.Tim
 	b.Time = time.Time{}
 	select {
 	case f.queue <- failureEvent{ws: k.ws, body: b}:
+		f.s.m.refusalsPending.Inc()
 	default:
 		// Keep counting: the window stays open and is summarized later.
 		return
@@ -135,6 +137,7 @@ func (f *failureLog) run() {
 				f.s.log.Error("couldn't record a refusal", "workspace", e.ws, "type", e.body.Type, "err", err)
 			}
 			cancel()
+			f.s.m.refusalsPending.Dec()
 		case <-tick.C:
 			f.flush(false)
 		}

@@ -146,7 +146,8 @@ func newTab(t *testing.T, ts *testServer) *tab {
 // do runs actions, failing the test with what on error.
 func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	// A bound, not a timing assertion: generous, as CI machines are shared.
+	ctx, cancel := context.WithTimeout(tb.ctx, time.Minute)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		tb.t.Fatalf("%s: %v\npage: %s", what, err, tb.describe())
@@ -166,7 +167,7 @@ func eval[T any](tb *tab, expr string) T {
 // waitJS waits until the JavaScript condition holds.
 func (tb *tab) waitJS(what, cond string) {
 	tb.t.Helper()
-	_, err := chromedp.Run(tb.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
+	_, err := chromedp.Run(tb.ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(time.Minute), chromedp.WithPollingInterval(50*time.Millisecond)))
 	if err != nil {
 		tb.t.Fatalf("waiting for %s: %v\npage: %s", what, err, tb.describe())
 	}
@@ -248,7 +249,7 @@ func (tb *tab) allowDownloads(dir string) func(trigger chromedp.Action[chromedp.
 	}
 	return func(trigger chromedp.Action[chromedp.Void]) string {
 		tb.t.Helper()
-		ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
+		ctx, cancel := context.WithTimeout(tb.ctx, time.Minute)
 		defer cancel()
 		begin := chromedp.BrowserEvents(ctx, browser.DownloadWillBegin)
 		progress := chromedp.BrowserEvents(ctx, browser.DownloadProgress)

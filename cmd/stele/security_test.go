@@ -275,7 +275,7 @@ func TestRouteCredentialMatrix(t *testing.T) {
 		}
 	}
 	// Every refusal is in the log with method, path and source address.
-	time.Sleep(300 * time.Millisecond)
+	waitRefusalsRecorded(t, ts)
 	sys := systemEvents(t, ts)
 	def := workspaceEvents(t, ts, ts.Key, "")
 	for _, c := range creds {
@@ -410,7 +410,7 @@ func TestCrossTenantReferences(t *testing.T) {
 			t.Errorf("GET /v1/events%s: %d, want 400", q, status)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitRefusalsRecorded(t, ts)
 	mine := workspaceEvents(t, ts, attacker, "type=access.denied")
 	victim := workspaceEvents(t, ts, f.otherKey, "type=access.denied")
 	sys := systemEvents(t, ts)
@@ -482,7 +482,7 @@ func TestKeyLifecycle(t *testing.T) {
 			t.Fatal("a revoked key still works")
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitRefusalsRecorded(t, ts)
 	events := workspaceEvents(t, ts, ts.Key, "category=auth")
 	for _, typ := range []string{"api_key.created", "api_key.rotated", "api_key.revoked"} {
 		if countEvents(events, typ, "127.0.0.1") == 0 {
@@ -580,7 +580,7 @@ func TestSessions(t *testing.T) {
 		t.Errorf("the cookie after logout: %v %d, want 401", err, resp.StatusCode)
 	}
 	resp.Body.Close()
-	time.Sleep(300 * time.Millisecond)
+	waitRefusalsRecorded(t, ts)
 	events := workspaceEvents(t, ts, ts.Key, "category=auth")
 	if countEvents(events, "user.login", "127.0.0.1") != 1 || countEvents(events, "user.logout", "127.0.0.1") != 1 {
 		t.Errorf("login/logout events: %d/%d", countEvents(events, "user.login", ""), countEvents(events, "user.logout", ""))

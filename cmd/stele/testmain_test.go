@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -290,4 +291,20 @@ func verifyLog(t *testing.T, baseURL, key, ws string) int64 {
 		t.Fatalf("root of the first %d recomputed leaves = %v (%v), checkpoint says %v", size, got, err, root)
 	}
 	return size
+}
+
+// waitRefusalsRecorded waits until the server has appended every refusal
+// it queued: denials, rejected keys and failed logins are recorded off the
+// request path (api/failures.go), so a test reads them only after this.
+func waitRefusalsRecorded(t *testing.T, ts *testServer) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		_, b, _ := call(t, "GET", ts.URL+"/metrics", "", "", nil)
+		if regexp.MustCompile(`(?m)^stele_refusals_pending 0$`).Match(b) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("refusals still queued after a minute")
+		}
+	}
 }

@@ -15,7 +15,7 @@ import (
 
 // Head returns the committed head of ws's log.
 func (s *Store) Head(ctx context.Context, ws string) (stele.Head, error) {
-	return s.head(ctx, s.r, ws)
+	return s.head(ctx, ws)
 }
 
 // TreeHashes reads stored hashes by tlog index from committed data.
