@@ -201,7 +201,7 @@ func (v *run) open(note []byte, origin string) bool {
 
 // emit records a verdict: counted at once, or held for the end.
 func (v *run) emit(r Result) {
-	if v.hold && (r.Status == Verified || r.Status == Pruned) {
+	if v.hold {
 		v.held = append(v.held, r)
 		return
 	}
@@ -241,8 +241,8 @@ func (v *run) conclude(proven bool, ownOK int64, check, detail string) {
 		}
 		return
 	}
-	for _, r := range v.held {
-		if !proven {
+	for _, r := range v.held { // in input order
+		if !proven && r.Status == Verified {
 			r.Status, r.Check, r.Detail = Unverified, check, detail
 		}
 		v.count(r)
