@@ -110,6 +110,17 @@ func (fx *tamperFixture) copyTo(t *testing.T) string {
 	return dir
 }
 
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // copyToWith copies the fixture and lets an attacker, guards dropped, edit it.
 func (fx *tamperFixture) copyToWith(t *testing.T, edit func(*attacker)) string {
 	t.Helper()
@@ -349,6 +360,9 @@ func (fx *tamperFixture) wantFullCheckAlarm(t *testing.T, dir, ws string, seq in
 	other := map[string]string{"default": "ops", "ops": "default"}[ws]
 	if status, b, _ := call(t, "POST", ts.URL+"/v1/events", keys[other], "application/json", ev); status != 201 {
 		t.Errorf("append to untouched %s: %d %s, want 201", other, status, b)
+	}
+	if _, b, _ := call(t, "GET", ts.URL+"/metrics", "", "", nil); !strings.Contains(string(b), "\nstele_full_check_failing_workspaces 1\n") {
+		t.Errorf("/metrics does not count one failing workspace:\n%s", grepLines(string(b), "stele_full_check"))
 	}
 	ts.stop(t)
 	// The alarm is an event of the system log.
