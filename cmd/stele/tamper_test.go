@@ -922,4 +922,10 @@ func TestCheckOnPostgres(t *testing.T) {
 	if !strings.Contains(r.out, "FAILED guards (TAM-22)") || !strings.Contains(r.out, "events_append_only") {
 		t.Errorf("the disabled guard is not reported:\n%s", r.out)
 	}
+	// Restoring the guard leaves the edited event to be found.
+	r = runCheckBinary(t, "--db", db, "--signing-key", key, "--restore-guards")
+	r.wantFirst(t, "default", 5, "C1 leaf")
+	if !strings.Contains(r.out, "guards: restored") || strings.Contains(r.out, "FAILED guards") {
+		t.Errorf("--restore-guards on PostgreSQL:\n%s", r.out)
+	}
 }
