@@ -30,7 +30,7 @@ import (
 	"github.com/stele-log/stele/tree"
 )
 
-// `stele bench ingest-pg` measures batch ingest on PostgreSQL. On the
+// `stele bench ingest --db postgres://…` measures batch ingest on PostgreSQL. On the
 // server --db names it creates four fresh databases, one per side, and
 // drops them at the end:
 //
@@ -64,7 +64,7 @@ func (s *pgBenchSide) rate() float64 {
 }
 
 func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench ingest-pg", stderr)
+	fs := newFlags("bench ingest --db", stderr)
 	dbURL := fs.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL URL of a role that may create databases; the bench creates its own and drops them")
 	duration := fs.Duration("duration", 5*time.Second, "length of one measured round")
 	rounds := fs.Int("rounds", 3, "rounds per side (the order of the sides rotates)")
@@ -218,7 +218,7 @@ func benchIngestPostgres(ctx context.Context, args []string, stdout, stderr io.W
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	fmt.Fprintf(stdout, "stele bench ingest-pg — %d rounds of %s per side, order rotating; %d workspaces\n", *rounds, *duration, *workspaces)
+	fmt.Fprintf(stdout, "stele bench ingest --db — %d rounds of %s per side, order rotating; %d workspaces\n", *rounds, *duration, *workspaces)
 	fmt.Fprintf(stdout, "machine: %s\n\n", machine)
 	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "side\tevents/s\t÷ COPY\t÷ INSERT\tper round\t")

@@ -174,7 +174,7 @@ func (t *appendTx) Leaves(ctx context.Context, ws string, from, to int64) ([]ste
 
 // EventColumns and TreeColumns name the columns that CopyRows fills, in
 // order; with them a benchmark loads exactly the store's rows without the
-// store (stele bench ingest-pg's baselines).
+// store (stele bench ingest --db's baselines).
 var (
 	EventColumns = eventColumns
 	TreeColumns  = treeColumns
