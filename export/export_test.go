@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -93,5 +94,21 @@ func TestNeutralize(t *testing.T) {
 		if got := Neutralize(in); got != want {
 			t.Errorf("Neutralize(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkWriters measures each format's encoding of the golden events
+// (go test -bench Writers ./export).
+func BenchmarkWriters(b *testing.B) {
+	t := &testing.T{}
+	events := goldenEvents(t)
+	for _, format := range []string{CSV, JSON, NDJSON} {
+		b.Run(format, func(b *testing.B) {
+			w, _ := New(io.Discard, format)
+			for i := 0; b.Loop(); i++ {
+				w.Write(events[i%len(events)])
+			}
+			w.Close()
+		})
 	}
 }
