@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // goldenEvents are fixed events covering every field, absent optional
 // fields, and values that CSV must quote or neutralize.
-func goldenEvents(t *testing.T) []stele.StoredEvent {
+func goldenEvents(t testing.TB) []stele.StoredEvent {
 	t.Helper()
 	t0 := time.Date(2026, 3, 9, 14, 2, 11, 0, time.UTC)
 	bodies := []stele.EventBody{
@@ -100,8 +100,7 @@ func TestNeutralize(t *testing.T) {
 // BenchmarkWriters measures each format's encoding of the golden events
 // (go test -bench Writers ./export).
 func BenchmarkWriters(b *testing.B) {
-	t := &testing.T{}
-	events := goldenEvents(t)
+	events := goldenEvents(b)
 	for _, format := range []string{CSV, JSON, NDJSON} {
 		b.Run(format, func(b *testing.B) {
 			w, _ := New(io.Discard, format)
