@@ -518,3 +518,30 @@ func TestExportFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCursorPinsRelativeTimes walks since=6s a page at a time while the
+// clock moves on: the window stays where the first page put it, so events
+// that were in it are not lost from later pages.
+func TestReadCursorPinsRelativeTimes(t *testing.T) {
+	ts := startServer(t, "")
+	now := time.Now().UTC()
+	var bodies []stele.EventBody
+	g := eventgen.New(13)
+	for i := range 5 {
+		b := g.Event(now.Add(-5*time.Second+time.Duration(i)*500*time.Millisecond), true)
+		b.Node = "window-01"
+		bodies = append(bodies, b)
+	}
+	ingest(t, ts, ts.Key, bodies)
+	params := url.Values{"node": {"window-01"}, "since": {"6s"}, "order": {"asc"}}
+	got, _ := walk(t, ts, ts.Key, params, 1, func() {
+		time.Sleep(1500 * time.Millisecond) // the clock passes the oldest events' window
+	})
+	if len(got) != len(bodies) {
+		t.Fatalf("the walk returned %d events of %d: the window slid under it", len(got), len(bodies))
+	}
+	// A new walk starts a new window.
+	if later, _ := walk(t, ts, ts.Key, params, 50, nil); len(later) >= len(bodies) {
+		t.Errorf("a new walk %v later still sees %d events", time.Since(now), len(later))
+	}
+}
