@@ -296,6 +296,20 @@ func TestReadFiltersProperty(t *testing.T) {
 			t.Errorf("%s, page size %d: %d events, want %d\n got  %v\n want %v", name, size, len(seqs), len(want), firstSeqs(seqs), firstSeqs(want))
 		}
 	}
+	// limit: 50 by default, up to 1000.
+	for _, tt := range []struct {
+		query string
+		n     int
+	}{{"", 50}, {"limit=1000", 1000}, {"limit=1", 1}} {
+		status, body, _ := call(t, "GET", ts.URL+"/v1/events?"+tt.query, ts.Key, "", nil)
+		var page struct {
+			Events     []json.RawMessage `json:"events"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		if json.Unmarshal(body, &page); status != 200 || len(page.Events) != tt.n || page.NextCursor == "" {
+			t.Errorf("GET /v1/events?%s: %d, %d events, cursor %q; want %d events and a cursor", tt.query, status, len(page.Events), page.NextCursor, tt.n)
+		}
+	}
 	check("everything", url.Values{}, 997)
 	check("everything oldest first", url.Values{"order": {"asc"}}, 1000)
 	sizes := []int{1, 3, 7, 50, 333}
