@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gowebpki/jcs"
 )
 
 // Draft is an event as its emitter sent it, validated and normalized but not
@@ -358,7 +357,7 @@ func (p *fieldParser) context() json.RawMessage {
 		p.fail("context", "exceeds %d bytes", MaxContextBytes)
 		return nil
 	}
-	canon, err := jcs.Transform(raw)
+	canon, err := canonicalJSON(raw)
 	if err != nil {
 		p.fail("context", "cannot be canonicalized: %v", err)
 		return nil

@@ -2,6 +2,7 @@ package stele
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"time"
 
@@ -25,6 +26,11 @@ func Canonical(b *EventBody) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return canonicalJSON(raw)
+}
+
+// canonicalJSON rewrites the JSON value raw in place into its RFC 8785 form.
+func canonicalJSON(raw []byte) ([]byte, error) {
 	v := jsontext.Value(raw)
 	if err := v.Canonicalize(); err != nil {
 		return nil, err
@@ -62,15 +68,45 @@ func Seal(d *Draft, receivedAt time.Time, emitter Emitter) (EventBody, []byte, t
 }
 
 // RequestHash identifies what an emitter asked to log, for idempotent
-// retries: the SHA-256 of the canonical draft, before the server stamped
-// received_at and emitter or defaulted time. Two submissions of the same id
-// are the same event exactly when their request hashes are equal.
+// retries: the SHA-256 of the draft's fields as validation normalized them
+// (time in UTC, IP in canonical form, context in RFC 8785 form), before the
+// server stamped received_at and emitter or defaulted time and id. Two
+// submissions of the same id are the same event exactly when their request
+// hashes are equal: the same fields, however the JSON spelled them.
+//
+// The fields are hashed in a length-prefixed binary form, not as canonical
+// JSON: equal drafts encode equally and different drafts differently, at a
+// fraction of the cost (RequestHash runs for every event that carries an id).
 func RequestHash(d *Draft) ([32]byte, error) {
-	canon, err := Canonical(&d.Body)
-	if err != nil {
-		return [32]byte{}, err
+	b := &d.Body
+	buf := make([]byte, 0, 256+len(b.Context))
+	buf = append(buf, "stele request v2\n"...)
+	str := func(s string) { buf = binary.AppendUvarint(buf, uint64(len(s))); buf = append(buf, s...) }
+	str(b.ID)
+	if b.Time.IsZero() {
+		buf = append(buf, 0)
+	} else {
+		buf = append(buf, 1)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(b.Time.UnixNano()))
 	}
-	return sha256.Sum256(canon), nil
+	str(b.Type)
+	str(b.Category)
+	str(b.Actor.Type)
+	str(b.Actor.ID)
+	str(b.Actor.Name)
+	str(b.Node)
+	if b.Resource == nil {
+		buf = append(buf, 0)
+	} else {
+		buf = append(buf, 1)
+		str(b.Resource.Type)
+		str(b.Resource.ID)
+		str(b.Resource.Name)
+	}
+	str(b.IP)
+	str(b.Outcome)
+	str(string(b.Context))
+	return sha256.Sum256(buf), nil
 }
 
 // newEventID returns a fresh UUIDv7: time-ordered, so ids of recent events

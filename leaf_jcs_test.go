@@ -97,3 +97,21 @@ func BenchmarkCanonical(b *testing.B) {
 		}
 	})
 }
+
+// FuzzCanonicalJSONMatchesJCS: on any JSON object the strict parser admits
+// (an event's context), canonicalJSON and gowebpki/jcs agree: the same
+// bytes, or both refuse.
+func FuzzCanonicalJSONMatchesJCS(f *testing.F) {
+	f.Add(`{"z":1,"y":[true,null,1.0,1e21,-0],"\u20ac":"\ud83d\ude00","x":{"b":"<&>","a":"\u2028"}}`)
+	f.Add(`{"n":5e-324,"m":1.7976931348623157e308,"s":"\u0000\u001f\u007f"}`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		if !strings.HasPrefix(strings.TrimSpace(raw), "{") || checkStrictJSON([]byte(raw), "context", MaxDepth) != nil {
+			return
+		}
+		want, werr := jcs.Transform([]byte(raw))
+		got, gerr := canonicalJSON([]byte(raw))
+		if (werr == nil) != (gerr == nil) || string(got) != string(want) {
+			t.Fatalf("%q:\n got %s (%v)\nwant %s (%v)", raw, got, gerr, want, werr)
+		}
+	})
+}

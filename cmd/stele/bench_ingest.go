@@ -47,14 +47,19 @@ type sideResult struct {
 	P50Ms      float64   `json:"p50_ms"`
 	P99Ms      float64   `json:"p99_ms"`
 	RoundRates []float64 `json:"round_events_per_s"`
-	latencies  []time.Duration
-	cpuTicks   int64
+	// EventsPerCommit is the mean size of a committed transaction (for
+	// Stele: its group commits, from the server's /metrics).
+	EventsPerCommit float64 `json:"events_per_commit"`
+	latencies       []time.Duration
+	cpuTicks        int64
+	commits         int64
 }
 
 func (s *sideResult) add(r roundResult) {
 	s.Events += r.events
 	s.Seconds += r.elapsed.Seconds()
 	s.cpuTicks += r.cpuTicks
+	s.commits += r.commits
 	s.latencies = append(s.latencies, r.latencies...)
 	s.RoundRates = append(s.RoundRates, float64(r.events)/r.elapsed.Seconds())
 }
@@ -65,6 +70,9 @@ func (s *sideResult) finish() {
 	}
 	if s.Events > 0 {
 		s.CPUUsPerEv = float64(s.cpuTicks) / clockTicks * 1e6 / float64(s.Events)
+	}
+	if s.commits > 0 {
+		s.EventsPerCommit = float64(s.Events) / float64(s.commits)
 	}
 	s.P50Ms, s.P99Ms = percentileMs(s.latencies, 50), percentileMs(s.latencies, 99)
 }
@@ -87,6 +95,9 @@ type ingestReport struct {
 }
 
 func benchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if hasFlag(args, "db") {
+		return benchIngestPostgres(ctx, args, stdout, stderr)
+	}
 	fs := newFlags("bench ingest", stderr)
 	duration := fs.Duration("duration", 5*time.Second, "length of one measured round")
 	rounds := fs.Int("rounds", 4, "rounds per side and workload (baseline and Stele alternate, ABBA)")
@@ -221,19 +232,20 @@ type roundResult struct {
 	elapsed   time.Duration
 	cpuTicks  int64
 	latencies []time.Duration
+	commits   int64 // transactions committed
 }
 
 func printIngestTable(w io.Writer, r ingestReport) {
 	fmt.Fprintf(w, "stele bench ingest — %d rounds of %s per side, baseline and Stele interleaved (ABBA)\n", r.Rounds, r.Duration)
 	fmt.Fprintf(w, "machine: %s\n\n", r.Machine)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tside\tevents/s\tratio\tCPU µs/event\tCPU ratio\tp50 ms\tp99 ms\tlatency of\t")
+	fmt.Fprintln(tw, "workload\tside\tevents/s\tratio\tCPU µs/event\tCPU ratio\tp50 ms\tp99 ms\tlatency of\tevents/commit\t")
 	for _, x := range r.Workloads {
 		unit := fmt.Sprintf("%d-row tx", x.Workload.TxRows)
-		fmt.Fprintf(tw, "(%s) %s\tbaseline\t%s\t\t%.1f\t\t%.2f\t%.2f\t%s\t\n", x.Workload.Name, x.Workload.Title,
-			thousands(int64(x.Baseline.EventsPerS)), x.Baseline.CPUUsPerEv, x.Baseline.P50Ms, x.Baseline.P99Ms, unit)
-		fmt.Fprintf(tw, "\tstele\t%s\t%.2f×\t%.1f\t%.2f×\t%.2f\t%.2f\t%s\t\n", thousands(int64(x.Stele.EventsPerS)), x.Ratio,
-			x.Stele.CPUUsPerEv, x.CPURatio, x.Stele.P50Ms, x.Stele.P99Ms, "request")
+		fmt.Fprintf(tw, "(%s) %s\tbaseline\t%s\t\t%.1f\t\t%.2f\t%.2f\t%s\t%.0f\t\n", x.Workload.Name, x.Workload.Title,
+			thousands(int64(x.Baseline.EventsPerS)), x.Baseline.CPUUsPerEv, x.Baseline.P50Ms, x.Baseline.P99Ms, unit, x.Baseline.EventsPerCommit)
+		fmt.Fprintf(tw, "\tstele\t%s\t%.2f×\t%.1f\t%.2f×\t%.2f\t%.2f\t%s\t%.1f\t\n", thousands(int64(x.Stele.EventsPerS)), x.Ratio,
+			x.Stele.CPUUsPerEv, x.CPURatio, x.Stele.P50Ms, x.Stele.P99Ms, "request", x.Stele.EventsPerCommit)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nratio per round (Stele ÷ baseline):")
@@ -274,4 +286,19 @@ func machineSummary() string {
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s %s/%s, load average at start %s (shared machine: measured as it is)",
 		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
+}
+
+// hasFlag reports whether args set the flag name (-name, --name, with its
+// value attached or next).
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }

@@ -89,7 +89,7 @@ func (w *baselineWorker) round(txRows int, d time.Duration) (roundResult, error)
 	if r.Err != "" {
 		return roundResult{}, fmt.Errorf("baseline: %s", r.Err)
 	}
-	res := roundResult{events: r.Events, elapsed: time.Duration(r.ElapsedNS), cpuTicks: cpu1 - cpu0}
+	res := roundResult{events: r.Events, elapsed: time.Duration(r.ElapsedNS), cpuTicks: cpu1 - cpu0, commits: int64(len(r.TxNS))}
 	for _, ns := range r.TxNS {
 		res.latencies = append(res.latencies, time.Duration(ns))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -82,6 +83,28 @@ func (p *eventPool) appendEvent(buf []byte, i int) []byte {
 	return append(buf, p.tails[i%len(p.tails)]...)
 }
 
+// commits returns the server's count of committed batches, from /metrics.
+func (s *benchServer) commits(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.key)
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "stele_commit_batch_events_count "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("no stele_commit_batch_events_count in /metrics (status %d)", resp.StatusCode)
+}
+
 // steleLoad drives the server with one workload's clients.
 type steleLoad struct {
 	srv  *benchServer
@@ -100,6 +123,10 @@ func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, er
 		errs   []error
 		failed atomic.Bool
 	)
+	commits0, err := l.srv.commits(ctx)
+	if err != nil {
+		return roundResult{}, err
+	}
 	cpu0, err := procCPU(l.srv.pid())
 	if err != nil {
 		return roundResult{}, err
@@ -153,7 +180,11 @@ func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, er
 	if len(errs) > 0 {
 		return roundResult{}, fmt.Errorf("append failed: %w\nserver log:\n%s", errs[0], l.srv.logTail())
 	}
-	return roundResult{events: total.Load(), elapsed: elapsed, cpuTicks: cpu1 - cpu0, latencies: lat}, ctx.Err()
+	commits1, err := l.srv.commits(ctx)
+	if err != nil {
+		return roundResult{}, err
+	}
+	return roundResult{events: total.Load(), elapsed: elapsed, cpuTicks: cpu1 - cpu0, latencies: lat, commits: commits1 - commits0}, ctx.Err()
 }
 
 func (l *steleLoad) post(ctx context.Context, body []byte) error {

@@ -170,11 +170,25 @@ func scanKey(sc interface{ Scan(...any) error }) (stele.APIKey, error) {
 	return k, nil
 }
 
-// Key returns the key with id.
+const selectKey = "SELECT " + keyColumns + " FROM api_keys k JOIN workspaces w ON w.n = k.ws WHERE k.id = ?"
+
+// Key returns the key with id. It serves it from memory while no process
+// has changed any key since it was read (see keyCache): a revocation or
+// rotation takes effect at once, whichever process made it.
 func (s *Store) Key(ctx context.Context, id string) (stele.APIKey, error) {
-	k, err := scanKey(s.r.QueryRowContext(ctx, "SELECT "+keyColumns+" FROM api_keys k JOIN workspaces w ON w.n = k.ws WHERE k.id = ?", id))
+	gen, genErr := s.keys.generation()
+	if genErr == nil {
+		if k, ok := s.keys.get(id, gen); ok {
+			return k, nil
+		}
+	}
+	read := time.Now()
+	k, err := scanKey(s.readStmt(selectKey).QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return stele.APIKey{}, stele.ErrNotFound
+	}
+	if err == nil && genErr == nil {
+		s.keys.put(k, gen, read)
 	}
 	return k, err
 }
@@ -203,7 +217,7 @@ func (s *Store) Keys(ctx context.Context, ws string) ([]stele.APIKey, error) {
 
 // UpdateKey replaces the mutable fields of a key.
 func (s *Store) UpdateKey(ctx context.Context, k stele.APIKey) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		wsn, err := s.wsNumber(ctx, tx, k.Workspace)
 		if err != nil {
 			return err
@@ -220,6 +234,13 @@ func (s *Store) UpdateKey(ctx context.Context, k stele.APIKey) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if err := s.keys.changed(k.ID); err != nil {
+		return fmt.Errorf("the key was updated, but other processes could not be told (retry): %w", err)
+	}
+	return nil
 }
 
 // TouchKey records the key's last use. It does not wait behind appends for

@@ -16,24 +16,50 @@ import (
 
 // appendTx is stele.AppendTx over the writer's transaction.
 type appendTx struct {
-	s  *Store
-	tx *sql.Tx
+	s     *Store
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // hotWrites bound to tx, made on first use
+	texts int                  // rows of words staged for the text index
+}
+
+// stmt returns the prepared statement q (one of hotWrites) bound to the
+// transaction.
+func (t *appendTx) stmt(ctx context.Context, q string) *sql.Stmt {
+	st, ok := t.stmts[q]
+	if !ok {
+		st = t.tx.StmtContext(ctx, t.s.prepared[q])
+		if t.stmts == nil {
+			t.stmts = map[string]*sql.Stmt{}
+		}
+		t.stmts[q] = st
+	}
+	return st
 }
 
 func (t *appendTx) LockHead(ctx context.Context, ws string) (stele.Head, error) {
 	// BEGIN IMMEDIATE already holds the database's write lock.
-	return t.s.head(ctx, t.tx, ws)
-}
-
-func (s *Store) head(ctx context.Context, q queryer, ws string) (stele.Head, error) {
-	wsn, err := s.wsNumber(ctx, q, ws)
+	wsn, err := t.s.wsNumber(ctx, t.tx, ws)
 	if err != nil {
 		return stele.Head{}, err
 	}
+	return scanHead(t.stmt(ctx, selectHead).QueryRowContext(ctx, wsn))
+}
+
+const selectHead = "SELECT size, root, last_received_ns FROM logs WHERE ws = ?"
+
+func (s *Store) head(ctx context.Context, ws string) (stele.Head, error) {
+	wsn, err := s.wsNumber(ctx, s.r, ws)
+	if err != nil {
+		return stele.Head{}, err
+	}
+	return scanHead(s.readStmt(selectHead).QueryRowContext(ctx, wsn))
+}
+
+func scanHead(row *sql.Row) (stele.Head, error) {
 	var h stele.Head
 	var root []byte
 	var last int64
-	err = q.QueryRowContext(ctx, "SELECT size, root, last_received_ns FROM logs WHERE ws = ?", wsn).Scan(&h.Size, &root, &last)
+	err := row.Scan(&h.Size, &root, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return stele.Head{}, stele.ErrNotFound
 	}
@@ -62,7 +88,12 @@ func (t *appendTx) Priors(ctx context.Context, ws string, ids []string) (map[str
 			}
 			args = append(args, u[:])
 		}
-		rows, err := t.tx.QueryContext(ctx, "SELECT id, rowid, leaf_hash, request_hash FROM events WHERE ws = ? AND id IN ("+placeholders(len(chunk))+")", args...)
+		var rows *sql.Rows
+		if len(chunk) == 1 {
+			rows, err = t.stmt(ctx, selectPrior).QueryContext(ctx, args...)
+		} else {
+			rows, err = t.tx.QueryContext(ctx, "SELECT id, rowid, leaf_hash, request_hash FROM events WHERE ws = ? AND id IN ("+placeholders(len(chunk))+")", args...)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -97,6 +128,12 @@ func (t *appendTx) Leaves(ctx context.Context, ws string, from, to int64) ([]ste
 	return out, err
 }
 
+const (
+	selectPrior = "SELECT id, rowid, leaf_hash, request_hash FROM events WHERE ws = ? AND id = ?"
+	insertTree  = "INSERT INTO tree (rowid, hashes, mac) VALUES (?, ?, ?)"
+	updateHead  = "UPDATE logs SET size = ?, root = ?, last_received_ns = ? WHERE ws = ? AND size = ?"
+)
+
 const insertEvent = `INSERT INTO events (rowid, ws, id, time_ns, received_ns, type, type_root, category, actor_id,
 	node, resource_type, resource_id, ip, outcome, body, leaf_hash, request_hash)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -109,46 +146,18 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 	if head.Size > MaxEvents {
 		return fmt.Errorf("workspace %s is full (%d events)", ws, MaxEvents)
 	}
-	evStmt, err := t.tx.PrepareContext(ctx, insertEvent)
-	if err != nil {
-		return err
-	}
-	defer evStmt.Close()
-	textStmt, err := t.tx.PrepareContext(ctx, "INSERT INTO events_text (rowid, words) VALUES (?, ?)")
-	if err != nil {
-		return err
-	}
-	defer textStmt.Close()
-	treeStmt, err := t.tx.PrepareContext(ctx, "INSERT INTO tree (rowid, hashes, mac) VALUES (?, ?, ?)")
-	if err != nil {
-		return err
-	}
-	defer treeStmt.Close()
+	evStmt, textStmt, treeStmt := t.stmt(ctx, insertEvent), t.stmt(ctx, insertTextPending), t.stmt(ctx, insertTree)
 	for i := range entries {
 		e := &entries[i]
 		b := e.Body
 		rid := rowid(wsn, e.Seq)
-		id, err := uuid.Parse(b.ID)
+		cols, err := columnsOf(b)
 		if err != nil {
-			return fmt.Errorf("bad event id %q", b.ID)
+			return err
 		}
 		leaf := e.LeafHash()
-		var node, rtype, rid2, ip any
-		if b.Node != "" {
-			node = b.Node
-		}
-		if b.Resource != nil {
-			rtype, rid2 = b.Resource.Type, b.Resource.ID
-		}
-		if b.IP != "" {
-			if a, err := netip.ParseAddr(b.IP); err == nil {
-				a16 := a.As16()
-				ip = a16[:]
-			}
-		}
-		root, _, _ := strings.Cut(b.Type, ".")
-		_, err = evStmt.ExecContext(ctx, rid, wsn, id[:], b.Time.UnixNano(), b.ReceivedAt.UnixNano(), b.Type, root, b.Category,
-			b.Actor.ID, node, rtype, rid2, ip, b.Outcome, e.Canonical, leaf[:], nullBytes(e.RequestHash))
+		_, err = evStmt.ExecContext(ctx, rid, wsn, cols.id, cols.timeNS, cols.receivedNS, cols.typ, cols.typeRoot, cols.category,
+			cols.actorID, cols.node, cols.resourceType, cols.resourceID, cols.ip, cols.outcome, e.Canonical, leaf[:], nullBytes(e.RequestHash))
 		if err != nil {
 			if isConstraint(err) {
 				return &stele.ErrIntegrity{Workspace: ws, Seq: e.Seq, Check: "sequence",
@@ -160,6 +169,7 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 			if _, err := textStmt.ExecContext(ctx, rid, strings.Join(words, " ")); err != nil {
 				return fmt.Errorf("couldn't index event %d: %w", e.Seq, err)
 			}
+			t.texts++
 		}
 		if _, err := treeStmt.ExecContext(ctx, rid, joinHashes(e.TreeHashes), e.MAC); err != nil {
 			if isConstraint(err) {
@@ -168,8 +178,7 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 			return fmt.Errorf("couldn't insert tree hashes %d: %w", e.Seq, err)
 		}
 	}
-	res, err := t.tx.ExecContext(ctx, "UPDATE logs SET size = ?, root = ?, last_received_ns = ? WHERE ws = ? AND size = ?",
-		head.Size, head.Root[:], head.LastReceived.UnixNano(), wsn, head.Size-int64(len(entries)))
+	res, err := t.stmt(ctx, updateHead).ExecContext(ctx, head.Size, head.Root[:], head.LastReceived.UnixNano(), wsn, head.Size-int64(len(entries)))
 	if err != nil {
 		return fmt.Errorf("couldn't update the head: %w", err)
 	}
@@ -177,6 +186,42 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 		return &stele.ErrIntegrity{Workspace: ws, Seq: head.Size - int64(len(entries)), Check: "head", Detail: "the head moved during the transaction"}
 	}
 	return nil
+}
+
+// eventColumns are the query columns of an event row, derived from its
+// body: the one derivation that both Append and CheckIndexes use.
+type eventColumns struct {
+	id                       []byte // 16-byte UUID
+	timeNS, receivedNS       int64
+	typ, typeRoot            string
+	category, actorID        string
+	node                     any // string or nil
+	resourceType, resourceID any
+	ip                       any // 16-byte address or nil
+	outcome                  string
+}
+
+func columnsOf(b *stele.EventBody) (eventColumns, error) {
+	id, err := uuid.Parse(b.ID)
+	if err != nil {
+		return eventColumns{}, fmt.Errorf("bad event id %q", b.ID)
+	}
+	c := eventColumns{id: id[:], timeNS: b.Time.UnixNano(), receivedNS: b.ReceivedAt.UnixNano(), typ: b.Type,
+		category: b.Category, actorID: b.Actor.ID, outcome: b.Outcome}
+	c.typeRoot, _, _ = strings.Cut(b.Type, ".")
+	if b.Node != "" {
+		c.node = b.Node
+	}
+	if b.Resource != nil {
+		c.resourceType, c.resourceID = b.Resource.Type, b.Resource.ID
+	}
+	if b.IP != "" {
+		if a, err := netip.ParseAddr(b.IP); err == nil {
+			a16 := a.As16()
+			c.ip = a16[:]
+		}
+	}
+	return c, nil
 }
 
 func isConstraint(err error) bool {

@@ -28,6 +28,9 @@ func (s *Store) Scan(ctx context.Context, ws string, q stele.Query, fn func(stel
 	if err != nil {
 		return err
 	}
+	if err := s.settleText(ctx, &q.Filter); err != nil {
+		return err
+	}
 	p, err := s.orderedPlan(ctx, wsn, &q.Filter, q.Below)
 	if err != nil {
 		return err
@@ -63,6 +66,9 @@ func (s *Store) Count(ctx context.Context, ws string, q stele.Query) (int64, err
 	if err != nil {
 		return 0, err
 	}
+	if err := s.settleText(ctx, &q.Filter); err != nil {
+		return 0, err
+	}
 	query, args := countSQL(wsn, &q, unorderedPlan(&q.Filter))
 	var n int64
 	err = s.r.QueryRowContext(ctx, query, args...).Scan(&n)
@@ -76,6 +82,9 @@ func (s *Store) Histogram(ctx context.Context, ws string, f stele.Filter, interv
 	}
 	wsn, err := s.wsNumber(ctx, s.r, ws)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.settleText(ctx, &f); err != nil {
 		return nil, err
 	}
 	query, args := histogramSQL(wsn, &f, interval, unorderedPlan(&f))

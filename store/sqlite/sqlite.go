@@ -58,7 +58,24 @@ type Store struct {
 
 	wsMu  sync.RWMutex
 	wsNum map[string]int64 // workspace id → internal number; workspaces are never deleted
+
+	// prepared holds the hot path's statements, prepared once at Open on
+	// the writer or on the readers (see hotWrites, hotReads): parsing SQL
+	// costs more than executing these one-row statements.
+	prepared map[string]*sql.Stmt
+
+	keys *keyCache    // serves Key between key changes
+	text *textIndexer // moves staged words into the text index; nil when read-only
 }
+
+// hotWrites are prepared on the writer connection at Open and used inside
+// transactions through Tx.StmtContext, which reuses the connection's
+// prepared statement.
+var hotWrites = []string{selectPrior, insertEvent, insertTextPending, insertTree, selectHead, updateHead}
+
+// hotReads are prepared on the read pool (each connection prepares them on
+// first use).
+var hotReads = []string{selectHead, selectKey}
 
 var _ stele.Store = (*Store)(nil)
 
@@ -82,7 +99,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	s := &Store{path: abs, w: w, wsNum: map[string]int64{}}
+	s := &Store{path: abs, w: w, wsNum: map[string]int64{}, keys: newKeyCache(abs)}
 	if err := s.checkPragmas(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -99,8 +116,43 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	s.r = r
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.flushText(ctx); err != nil { // words a crash left staged
+		s.Close()
+		return nil, err
+	}
+	s.startTextIndexer()
 	return s, nil
 }
+
+func (s *Store) prepare(ctx context.Context) error {
+	s.prepared = map[string]*sql.Stmt{}
+	for _, pool := range []struct {
+		db      *sql.DB
+		queries []string
+	}{{s.w, hotWrites}, {s.r, hotReads}} {
+		if pool.db == nil {
+			continue // read-only: no writer
+		}
+		for _, q := range pool.queries {
+			st, err := pool.db.PrepareContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("couldn't prepare %q: %w", q, err)
+			}
+			if pool.db == s.r {
+				q = "r:" + q
+			}
+			s.prepared[q] = st
+		}
+	}
+	return nil
+}
+
+// readStmt returns the prepared read statement q (one of hotReads).
+func (s *Store) readStmt(q string) *sql.Stmt { return s.prepared["r:"+q] }
 
 // Connection roles of dsn.
 const (
@@ -127,6 +179,7 @@ func dsn(path string, role int) string {
 		q.Add("_pragma", "query_only(1)")
 	case roleReadOnly:
 		q.Add("_pragma", "query_only(1)")
+		q.Add("_pragma", "mmap_size(1073741824)") // long scans read pages without a copy per page
 		q.Set("mode", "ro")
 	}
 	return "file:" + path + "?" + q.Encode()
@@ -143,7 +196,7 @@ func openReadOnly(ctx context.Context, abs string, opts Options) (*Store, error)
 	}
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
-	s := &Store{path: abs, r: r, wsNum: map[string]int64{}}
+	s := &Store{path: abs, r: r, wsNum: map[string]int64{}, keys: newKeyCache(abs)}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		r.Close()
@@ -157,6 +210,10 @@ func openReadOnly(ctx context.Context, abs string, opts Options) (*Store, error)
 	if version != len(names) {
 		r.Close()
 		return nil, fmt.Errorf("database %s has schema version %d, this binary reads version %d (start stele serve once to migrate it)", abs, version, len(names))
+	}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -224,9 +281,12 @@ func (s *Store) migrate(ctx context.Context) error {
 // writer's connection is the last and folds the WAL back into the database
 // file: a cleanly closed database is one self-contained file.
 func (s *Store) Close() error {
-	var err error
+	err := s.stopTextIndexer()
+	for _, st := range s.prepared {
+		st.Close()
+	}
 	if s.r != nil {
-		err = s.r.Close()
+		err = errors.Join(err, s.r.Close())
 	}
 	if s.w != nil {
 		err = errors.Join(err, s.w.Close())
@@ -260,13 +320,17 @@ func (s *Store) Update(ctx context.Context, fn func(stele.AppendTx) error) error
 	if err != nil {
 		return fmt.Errorf("%w: couldn't begin: %v", stele.ErrUnavailable, err)
 	}
-	if err := fn(&appendTx{s: s, tx: tx}); err != nil {
+	atx := &appendTx{s: s, tx: tx}
+	if err := fn(atx); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		s.poisoned.CompareAndSwap(nil, &err)
 		return fmt.Errorf("%w: commit failed: %v", stele.ErrUnavailable, err)
+	}
+	if s.text != nil {
+		s.text.add(atx.texts)
 	}
 	return nil
 }
