@@ -155,7 +155,8 @@ func (s *Server) routes() {
 	s.handlePublic("GET /readyz", s.readyz)
 	s.handlePublic("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP)
 	s.handlePublic("GET /openapi.yaml", serveOpenAPI)
-	// Everything else under /v1 is an unknown route: a JSON 404 (or 405).
+	// Everything else under /v1 is an unknown route: a JSON 404, also for a
+	// known path with a method it does not take.
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, stele.Errorf(stele.KindNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

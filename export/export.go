@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 
 	"github.com/stele-log/stele"
 )
@@ -133,13 +132,38 @@ type csvWriter struct {
 	row []string
 }
 
+// csvEvent is the part of a canonical body that CSV shows. Times stay the
+// strings of the canonical form (RFC 3339, UTC, nanoseconds when present):
+// no parsing, and exactly the leaf's text.
+type csvEvent struct {
+	ID         string `json:"id"`
+	Time       string `json:"time"`
+	ReceivedAt string `json:"received_at"`
+	Type       string `json:"type"`
+	Category   string `json:"category"`
+	Actor      struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"actor"`
+	Node     string `json:"node"`
+	Resource *struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"resource"`
+	IP      string          `json:"ip"`
+	Outcome string          `json:"outcome"`
+	Context json.RawMessage `json:"context"`
+}
+
 func (c *csvWriter) Write(e stele.StoredEvent) error {
-	var b stele.EventBody
+	var b csvEvent
 	if err := json.Unmarshal(e.Canonical, &b); err != nil {
 		return fmt.Errorf("event %d: %w", e.Seq, err)
 	}
 	r := c.row
-	r[0] = b.Time.Format(time.RFC3339Nano)
+	r[0] = b.Time
 	r[1], r[2] = b.Type, b.Category
 	r[3], r[4], r[5] = b.Actor.Type, b.Actor.ID, b.Actor.Name
 	r[6] = b.Node
@@ -151,7 +175,7 @@ func (c *csvWriter) Write(e stele.StoredEvent) error {
 	r[12] = string(b.Context)
 	r[13] = b.ID
 	r[14] = strconv.FormatInt(e.Seq, 10)
-	r[15] = b.ReceivedAt.Format(time.RFC3339Nano)
+	r[15] = b.ReceivedAt
 	r[16] = base64.StdEncoding.EncodeToString(e.LeafHash[:])
 	for i := range r {
 		r[i] = Neutralize(r[i])

@@ -11,15 +11,18 @@
 // (and, when given, the instance's row MAC key and checkpoints saved outside
 // the database).
 //
-// It is not the offline verifier of exports (stele verify) nor the start-up
-// self-check (sequencer.Recover), which checks only the right edge of each
-// tree and the unsigned tail.
+// stele check runs it on demand; stele serve runs it in the background
+// (--full-check-every). It is not the offline verifier of exports (stele
+// verify) nor the start-up self-check (sequencer.Recover), which checks only
+// the right edge of each tree and the unsigned tail.
 package integrity
 
 import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/stele-log/stele"
@@ -33,6 +36,15 @@ type Store interface {
 	Count(ctx context.Context, ws string, q stele.Query) (int64, error)
 	Scan(ctx context.Context, ws string, q stele.Query, fn func(stele.StoredEvent) error) error
 	Checkpoints(ctx context.Context, ws string, fn func(stele.Checkpoint) error) error
+}
+
+// IndexChecker is implemented by stores that keep query columns derived
+// from each event beside its canonical bytes (store/sqlite). CheckIndexes
+// calls fn for every event of ws whose columns differ from what its bytes
+// say: an edit that hides an event from filtered queries without touching
+// the signed bytes.
+type IndexChecker interface {
+	CheckIndexes(ctx context.Context, ws string, fn func(seq int64, detail string) error) error
 }
 
 // Check names one of the checks, by its RELIABILITY.md number where it has one.
@@ -65,6 +77,9 @@ const (
 	// D8: the stored bytes are exactly the canonical form of a valid event
 	// (Options.Canonical).
 	CheckCanonical Check = "D8 canonical"
+	// Index: the store's query columns say what the stored event says
+	// (Options.Canonical, stores that implement IndexChecker).
+	CheckIndex Check = "index"
 	// TAM-22: the database's own append-only guards are in place.
 	CheckGuards Check = "guards"
 )
@@ -85,12 +100,14 @@ type Options struct {
 	// PublicKey; its origin names the workspace.
 	Trusted [][]byte
 	// Canonical re-derives every event through stele's parser and
-	// canonicalizer (D8); several times slower than hashing the bytes.
+	// canonicalizer (D8), and, on stores that implement IndexChecker, the
+	// query columns; several times slower than hashing the bytes.
 	Canonical bool
 	// Workspaces, when set, limits the check to these workspaces.
 	Workspaces []string
 	// Progress, when set, is called about every Options.ProgressEvery events
-	// and at the end of each workspace.
+	// and at the end of each workspace, from the check's goroutines, one
+	// call at a time.
 	Progress      func(Progress)
 	ProgressEvery int64
 	// MaxFindings bounds the findings kept per workspace (default 20); the
@@ -136,8 +153,13 @@ type Workspace struct {
 	ID          string
 	Events      int64 // positions stored
 	Checkpoints int   // stored checkpoints
-	Latest      int64 // size of the largest checkpoint that verified (0: none)
-	LatestTime  time.Time
+	// Latest is the size of the largest stored checkpoint whose signature
+	// verified (0: none), LatestTime its signing time.
+	Latest     int64
+	LatestTime time.Time
+	// Matched is the size of the largest of those whose root the rebuilt
+	// tree has: Latest when the workspace is OK.
+	Matched int64
 	// Unsigned counts the positions after Latest: verified against the
 	// stored head (and row MACs, with the MAC key) but by no signed
 	// checkpoint yet (RELIABILITY.md I8).
@@ -158,8 +180,11 @@ type Report struct {
 	// cannot tell (it does not implement stele.GuardChecker).
 	Guards        error
 	GuardsChecked bool
-	Events        int64
-	Elapsed       time.Duration
+	// IndexesChecked reports whether the query columns were compared with
+	// the events (Options.Canonical on an IndexChecker store).
+	IndexesChecked bool
+	Events         int64
+	Elapsed        time.Duration
 	// Trusted counts the external checkpoints held against the logs (C5).
 	Trusted int
 }
@@ -224,14 +249,12 @@ func Run(ctx context.Context, store Store, opts Options) (*Report, error) {
 			ids = append(ids, w.ID)
 		}
 	}
-	for ws := range trusted {
-		found := false
-		for _, id := range ids {
-			found = found || id == ws
-		}
-		if !found && len(opts.Workspaces) == 0 {
-			// A saved checkpoint of a workspace the database no longer has.
-			ids = append(ids, ws)
+	if len(opts.Workspaces) == 0 {
+		// Saved checkpoints of workspaces the database no longer has.
+		for _, ws := range slices.Sorted(maps.Keys(trusted)) {
+			if !slices.Contains(ids, ws) {
+				ids = append(ids, ws)
+			}
 		}
 	}
 	for _, ws := range ids {
@@ -242,6 +265,8 @@ func Run(ctx context.Context, store Store, opts Options) (*Report, error) {
 		}
 		rep.Workspaces = append(rep.Workspaces, res)
 	}
+	_, rep.IndexesChecked = store.(IndexChecker)
+	rep.IndexesChecked = rep.IndexesChecked && opts.Canonical
 	if g, ok := store.(stele.GuardChecker); ok {
 		rep.GuardsChecked = true
 		rep.Guards = g.CheckGuards(ctx)

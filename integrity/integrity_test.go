@@ -234,7 +234,7 @@ func TestCleanLog(t *testing.T) {
 		t.Fatalf("checked %d workspaces, %d events; want 2, 50", len(rep.Workspaces), rep.Events)
 	}
 	a := rep.Workspaces[0]
-	if a.ID != "a" || a.Events != 43 || a.Checkpoints != 3 || a.Latest != 40 || a.Unsigned != 3 {
+	if a.ID != "a" || a.Events != 43 || a.Checkpoints != 3 || a.Latest != 40 || a.Matched != 40 || a.Unsigned != 3 {
 		t.Errorf("workspace a: %+v; want 43 events, 3 checkpoints, latest 40, 3 unsigned", a)
 	}
 	if calls == 0 {

@@ -2,8 +2,8 @@ package integrity
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,12 +13,12 @@ import (
 
 	"github.com/stele-log/stele"
 	"github.com/stele-log/stele/checkpoint"
-	"github.com/stele-log/stele/sequencer"
-	"github.com/stele-log/stele/tree"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// wsCheck is the check of one workspace's log. It is used by one goroutine.
+// wsCheck is the check of one workspace's log. Its fields belong to the
+// goroutine of run, except while scan runs: then leaf and what it calls use
+// them on scan's checking goroutine, and run's goroutine only reads rows.
 type wsCheck struct {
 	store   Store
 	opts    *Options
@@ -33,14 +33,16 @@ type wsCheck struct {
 	saved  []claim // trusted external checkpoints, by size
 	si, ti int     // next claim to meet in signed and saved
 
-	next     int64          // the next position expected
-	f        *tree.Frontier // the tree rebuilt from recomputed leaves
-	broken   bool           // a gap: the tree cannot be rebuilt past it
-	bodies   int64          // positions whose event is stored
-	lastRecv time.Time      // received_at of the latest event
-	matched  int64          // size of the latest checkpoint whose root matched
+	next     int64     // the next position expected
+	f        *frontier // the tree rebuilt from recomputed leaves
+	broken   bool      // a gap: the tree cannot be rebuilt past it
+	bodies   int64     // positions whose event is stored
+	lastRecv time.Time // received_at of the latest event
+	matched  int64     // size of the latest checkpoint whose root matched
 
 	treeBad, rootBad int // C2 mismatches after the first, which only echo it
+
+	mac *rowMAC // nil without the MAC key
 }
 
 // claim is a signed statement about the tree at one size.
@@ -65,7 +67,7 @@ func (c *wsCheck) run(ctx context.Context) (Workspace, error) {
 	for _, t := range c.trusted {
 		c.saved = append(c.saved, claim{size: t.Size, root: t.Root, time: t.Time})
 	}
-	slices.SortFunc(c.saved, func(a, b claim) int { return int(min(max(a.size-b.size, -1), 1)) })
+	slices.SortFunc(c.saved, func(a, b claim) int { return cmp.Compare(a.size, b.size) })
 	before, err := c.store.Head(ctx, c.ws)
 	if errors.Is(err, stele.ErrNotFound) {
 		if len(c.saved) > 0 {
@@ -81,37 +83,77 @@ func (c *wsCheck) run(ctx context.Context) (Workspace, error) {
 	if err := c.loadCheckpoints(ctx); err != nil {
 		return Workspace{}, err
 	}
-	c.f, _ = tree.NewFrontier(0, nil)
+	c.f = &frontier{}
+	c.mac = newMAC(c.opts.MACKey, c.ws)
 	c.meetClaims() // checkpoints of the empty tree
-	for {
-		n := int64(0)
-		err := c.store.ScanLeaves(ctx, c.ws, c.next, func(l stele.Leaf) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			c.leaf(l)
-			n++
-			if n%c.opts.ProgressEvery == 0 {
-				c.progress(before.Size)
-			}
-			if n >= c.opts.Chunk {
-				return errChunk
-			}
-			return nil
-		})
-		if errors.Is(err, errChunk) {
-			continue
-		}
-		if err != nil {
-			return Workspace{}, fmt.Errorf("couldn't read the stored leaves: %w", err)
-		}
-		break
+	if err := c.scan(ctx, before.Size); err != nil {
+		return Workspace{}, fmt.Errorf("couldn't read the stored leaves: %w", err)
 	}
 	if err := c.finish(ctx, before); err != nil {
 		return Workspace{}, err
 	}
+	if ic, ok := c.store.(IndexChecker); ok && c.opts.Canonical {
+		err := ic.CheckIndexes(ctx, c.ws, func(seq int64, detail string) error {
+			c.find(seq, CheckIndex, "%s", detail)
+			return nil
+		})
+		if err != nil {
+			return Workspace{}, fmt.Errorf("couldn't compare the query columns: %w", err)
+		}
+	}
 	c.progress(before.Size)
 	return c.res, nil
+}
+
+// scan reads the stored positions on this goroutine, one read transaction
+// per Options.Chunk positions, and hands them in batches to a second
+// goroutine that checks them (leaf), so that reading and checking overlap.
+func (c *wsCheck) scan(ctx context.Context, total int64) error {
+	const batchSize = 512
+	batches := make(chan []stele.Leaf, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var since int64
+		for b := range batches {
+			for _, l := range b {
+				c.leaf(l)
+			}
+			if since += int64(len(b)); since >= c.opts.ProgressEvery {
+				c.progress(total)
+				since = 0
+			}
+		}
+	}()
+	batch := make([]stele.Leaf, 0, batchSize)
+	var from int64
+	var err error
+	for {
+		var n int64
+		err = c.store.ScanLeaves(ctx, c.ws, from, func(l stele.Leaf) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if batch = append(batch, l); len(batch) == batchSize {
+				batches <- batch
+				batch = make([]stele.Leaf, 0, batchSize)
+			}
+			from = l.Seq + 1
+			if n++; n >= c.opts.Chunk {
+				return errChunk
+			}
+			return nil
+		})
+		if !errors.Is(err, errChunk) {
+			break
+		}
+	}
+	if len(batch) > 0 {
+		batches <- batch
+	}
+	close(batches)
+	<-done
+	return err
 }
 
 func (c *wsCheck) progress(total int64) {
@@ -191,7 +233,7 @@ func (c *wsCheck) leaf(l stele.Leaf) {
 		}
 		c.eventFields(seq, l.Canonical)
 	}
-	if c.opts.MACKey != nil && !hmac.Equal(l.MAC, sequencer.MAC(c.opts.MACKey, c.ws, seq, leaf)) {
+	if c.mac != nil && !c.mac.valid(seq, leaf, l.MAC) {
 		c.find(seq, CheckMAC, "the row was not written by this instance: its MAC does not match (workspace, seq, leaf hash)")
 	}
 	if !c.broken {
@@ -258,7 +300,7 @@ func (c *wsCheck) meetClaims() {
 			c.find(cp.size-1, CheckTime, "the checkpoint of size %d was signed at %v, before the event it covers was received (%v)",
 				cp.size, cp.time.Format(time.RFC3339), c.lastRecv.Format(time.RFC3339Nano))
 		}
-		c.res.Latest, c.res.LatestTime = cp.size, cp.time
+		c.res.Matched = cp.size
 	}
 	for c.ti < len(c.saved) && c.saved[c.ti].size <= c.next {
 		cp := c.saved[c.ti]
@@ -279,10 +321,6 @@ func (c *wsCheck) finish(ctx context.Context, before stele.Head) error {
 	n := c.next
 	c.res.Events = n
 	c.rep.Events += n
-	if c.treeBad > 1 || c.rootBad > 1 {
-		c.find(-1, CheckRoot, "(%d more positions with differing tree hashes and %d more checkpoints with differing roots follow from the first)",
-			max(c.treeBad-1, 0), max(c.rootBad-1, 0))
-	}
 	if c.si < len(c.signed) {
 		cp := c.signed[len(c.signed)-1]
 		c.find(n, CheckSequence, "a checkpoint is signed for %d events, but only %d positions are stored: events were removed", cp.size, n)
@@ -313,6 +351,13 @@ func (c *wsCheck) finish(ctx context.Context, before stele.Head) error {
 	if before.Size == n && after.Size == n && all != c.bodies {
 		first, extra := c.strayEvents(ctx)
 		c.find(first, CheckSequence, "%d event rows are stored, %d positions hold one: %s", all, c.bodies, extra)
+	}
+	if c.treeBad > 1 || c.rootBad > 1 {
+		c.find(-1, CheckRoot, "(%d more positions with differing tree hashes and %d more checkpoints with differing roots follow from the first)",
+			max(c.treeBad-1, 0), max(c.rootBad-1, 0))
+	}
+	if k := len(c.signed); k > 0 {
+		c.res.Latest, c.res.LatestTime = c.signed[k-1].size, c.signed[k-1].time
 	}
 	if c.res.Latest <= n {
 		c.res.Unsigned = n - c.res.Latest

@@ -125,6 +125,20 @@ func (c *Checkpointer) Wait(ctx context.Context, ws string, size int64) (stele.C
 	case cp := <-ch:
 		return cp, nil
 	case <-ctx.Done():
+		c.mu.Lock() // forget the waiter, so that a stalled log keeps none
+		kept := st.waiters[:0]
+		for _, w := range st.waiters {
+			if w.ch != ch {
+				kept = append(kept, w)
+			}
+		}
+		st.waiters = kept
+		c.mu.Unlock()
+		select {
+		case cp := <-ch: // answered meanwhile
+			return cp, nil
+		default:
+		}
 		return stele.Checkpoint{}, ctx.Err()
 	}
 }

@@ -91,6 +91,9 @@ type Report struct {
 	Verified, Failed, Unverified, Uncovered, Pruned int64
 	// Failures are the failed checks of the input as a whole.
 	Failures []Failure
+	// Unproven says why events that passed their own checks could not be
+	// proven (their verdict is unverified), when that is so.
+	Unproven []Failure
 }
 
 // OK reports whether nothing failed and every event the checkpoint covers
@@ -228,6 +231,9 @@ func (v *run) count(r Result) {
 // otherwise unverified for the reason given. Without OnEvent they were
 // counted as verified on the way (to keep no per-event state).
 func (v *run) conclude(proven bool, ownOK int64, check, detail string) {
+	if !proven && ownOK > 0 {
+		v.rep.Unproven = append(v.rep.Unproven, Failure{Check: check, Detail: detail})
+	}
 	if !v.hold {
 		if !proven {
 			v.rep.Verified -= ownOK

@@ -11,7 +11,7 @@ import (
 // benchmarks are the workloads of `stele bench <name>`. Each reports its
 // figures beside a baseline measured in the same run.
 var benchmarks = map[string]command{
-	"ingest": {"append throughput and acknowledgement latency vs raw inserts", benchIngest},
+	"ingest": {"append throughput and acknowledgement latency vs raw inserts (--db postgres://…: on PostgreSQL)", benchIngest},
 	"query":  {"first-page latency per filter vs the bare SQL query", benchQuery},
 	"export": {"export throughput and peak RSS vs a bare SELECT written as CSV", benchExport},
 	"check":  {"stele check throughput vs scanning and hashing the rows", benchCheck},

@@ -101,6 +101,9 @@ type ingestReport struct {
 }
 
 func benchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if hasFlag(args, "db") {
+		return benchIngestPostgres(ctx, args, stdout, stderr)
+	}
 	fs := newFlags("bench ingest", stderr)
 	duration := fs.Duration("duration", 5*time.Second, "length of one measured round")
 	rounds := fs.Int("rounds", 4, "rounds per side and workload (baseline and Stele alternate, ABBA)")
@@ -293,4 +296,19 @@ func machineSummary() string {
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s %s/%s, load average at start %s (shared machine: measured as it is)",
 		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, load)
+}
+
+// hasFlag reports whether args set the flag name (-name, --name, with its
+// value attached or next).
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }

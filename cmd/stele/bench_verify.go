@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +21,8 @@ import (
 	"github.com/stele-log/stele/checkpoint"
 	"github.com/stele-log/stele/eventgen"
 	"github.com/stele-log/stele/export"
+	"github.com/stele-log/stele/sequencer"
+	"github.com/stele-log/stele/store/sqlite"
 	"github.com/stele-log/stele/tree"
 	"github.com/stele-log/stele/verify"
 	"golang.org/x/mod/sumdb/tlog"
@@ -35,6 +39,8 @@ func benchVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	n := fs.Int("events", 1_000_000, "events in the generated export")
 	rounds := fs.Int("rounds", 3, "interleaved rounds of each measurement")
 	dir := fs.String("dir", "", "directory for the generated files (default a temporary one, removed after)")
+	proofEvents := fs.Int("proof-events", 100_000, "events in the SQLite log on which proof latency is measured (0: skip)")
+	samples := fs.Int("proof-samples", 2000, "proofs of each kind measured")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -113,6 +119,81 @@ func benchVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "\nwhole-log bundle: %.1f MB (%.0f bytes/event); bundle with a proof per event: %.1f MB (%.0f bytes/event)\n",
 		float64(rangeSize)/1e6, float64(rangeSize)/float64(*n), float64(proofsSize)/1e6, float64(proofsSize)/float64(*n))
+	if *proofEvents > 0 {
+		return proofLatency(ctx, *dir, int64(*proofEvents), *samples, stdout, stderr)
+	}
+	return nil
+}
+
+// proofLatency measures, on a SQLite log of n events written through the
+// sequencer, the server-side latency of inclusion and consistency proofs
+// (tlog over the store's hashes, as the API builds them) at random indexes
+// and sizes, beside a same-run baseline: one bare read of as many random
+// stored hashes as a proof needs.
+func proofLatency(ctx context.Context, dir string, n int64, samples int, stdout, stderr io.Writer) error {
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "proofs.db"), sqlite.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.CreateWorkspace(ctx, stele.Workspace{ID: "bench", Name: "bench", CreatedAt: time.Now()}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "writing %d events through the sequencer for the proof measurements...\n", n)
+	seq := sequencer.New(store, []byte("bench mac key"), sequencer.Config{})
+	g := eventgen.New(2)
+	for written := int64(0); written < n; {
+		batch := make([]stele.Draft, min(1000, n-written))
+		for i := range batch {
+			batch[i].Body = g.Event(time.Now().Add(-time.Hour), false)
+		}
+		if _, err := seq.Append(ctx, "bench", batch, stele.Emitter{Workspace: "bench"}); err != nil {
+			seq.Close()
+			return err
+		}
+		written += int64(len(batch))
+	}
+	seq.Close()
+	t := stele.In(store, "bench")
+	hashes := t.HashReader(ctx)
+	rng := mathrand.New(mathrand.NewPCG(3, 4))
+	var incl, cons, base []time.Duration
+	for range samples {
+		size := 1 + rng.Int64N(n)
+		index, from := rng.Int64N(size), 1+rng.Int64N(size)
+		t0 := time.Now()
+		if _, err := tlog.ProveRecord(size, index, hashes); err != nil {
+			return err
+		}
+		incl = append(incl, time.Since(t0))
+		t0 = time.Now()
+		if _, err := tlog.ProveTree(size, from, hashes); err != nil {
+			return err
+		}
+		cons = append(cons, time.Since(t0))
+		idx := make([]int64, bits.Len64(uint64(size)))
+		for i := range idx {
+			idx[i] = rng.Int64N(tlog.StoredHashCount(size))
+		}
+		t0 = time.Now()
+		if _, err := t.TreeHashes(ctx, idx); err != nil {
+			return err
+		}
+		base = append(base, time.Since(t0))
+	}
+	q := func(ds []time.Duration, p float64) time.Duration {
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[int(p*float64(len(s)-1))]
+	}
+	fmt.Fprintf(stdout, "\nproof latency, server side, on a SQLite log of %d events (%d random indexes and sizes each)\n\n", n, samples)
+	fmt.Fprintf(stdout, "| measurement | p50 | p99 | p99 vs baseline |\n|---|---|---|---|\n")
+	for _, m := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"baseline: one read of log2(size) random stored hashes", base}, {"inclusion proof (tlog.ProveRecord)", incl}, {"consistency proof (tlog.ProveTree)", cons}} {
+		fmt.Fprintf(stdout, "| %s | %v | %v | %.2f |\n", m.name, q(m.ds, 0.5).Round(time.Microsecond), q(m.ds, 0.99).Round(time.Microsecond), float64(q(m.ds, 0.99))/float64(q(base, 0.99)))
+	}
 	return nil
 }
 

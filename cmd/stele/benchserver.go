@@ -55,7 +55,8 @@ func startBenchServer(ctx context.Context, c benchServe) (*benchServer, error) {
 		return nil, err
 	}
 	args := []string{"serve", "--data", c.DataDir, "--listen", "127.0.0.1:0",
-		"--rate-ingest", "0", "--rate-read", "0", "--log-level", "warn"}
+		"--rate-ingest", "0", "--rate-read", "0", "--log-level", "warn",
+		"--full-check-every", "0"} // the daily background check is no part of a measurement
 	if c.PprofAddr != "" {
 		args = append(args, "--pprof", c.PprofAddr)
 	}

@@ -253,7 +253,7 @@ func TestReadFiltersProperty(t *testing.T) {
 	ts := startServer(t, "")
 	g := eventgen.New(7)
 	now := time.Now().UTC()
-	bodies := g.Stream(3000, now.Add(-time.Minute), 72*time.Hour, true)
+	bodies := g.Stream(2500, now.Add(-time.Minute), 72*time.Hour, true)
 	r := g.Rand()
 	for i := range bodies {
 		if r.IntN(5) == 0 { // event time and seq orders differ
@@ -299,7 +299,7 @@ func TestReadFiltersProperty(t *testing.T) {
 	check("everything", url.Values{}, 997)
 	check("everything oldest first", url.Values{"order": {"asc"}}, 1000)
 	sizes := []int{1, 3, 7, 50, 333}
-	for i := range 120 {
+	for i := range 100 {
 		params := randomParams(r, events)
 		check(fmt.Sprintf("case %d %s", i, params.Encode()), params, sizes[r.IntN(len(sizes))])
 	}

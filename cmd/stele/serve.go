@@ -41,6 +41,7 @@ type serveConfig struct {
 	LogLevel       slog.Level     // --log-level
 	Limits         api.Limits     // --rate-ingest, --rate-read, --login-rate
 	KeyGrace       time.Duration  // --key-rotation-grace: default life of a rotated key's old secret
+	FullCheckEvery time.Duration  // --full-check-every: interval of the background full check (0: never)
 	Pprof          string         // --pprof: serve net/http/pprof on this address (off by default)
 	// Bootstrap holds STELE_ADMIN_KEY, STELE_ADMIN_EMAIL and
 	// STELE_ADMIN_PASSWORD, used at first start only.
@@ -67,6 +68,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.IntVar(&c.Limits.LoginsPerMinutePerIP, "login-rate", c.Limits.LoginsPerMinutePerIP, "login attempts per minute per source address")
 	fs.IntVar(&c.Limits.FailuresPerMinute, "failures-logged", c.Limits.FailuresPerMinute, "refusals per minute, workspace and source address logged one by one before the rest are aggregated")
 	fs.DurationVar(&c.KeyGrace, "key-rotation-grace", 0, "how long a rotated API key's old secret keeps working unless the rotation says otherwise")
+	fs.DurationVar(&c.FullCheckEvery, "full-check-every", 24*time.Hour, "interval of the background full integrity check of every log (as stele check), the first a minute after start (0: never)")
 	fs.StringVar(&c.Pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default, never expose it")
 	if err := parse(fs, args); err != nil {
 		return c, err
@@ -250,6 +252,10 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
+		return nil
+	})
+	g.Go(func() error {
+		runFullChecks(gctx, cfg.FullCheckEvery, store, key, seq, srv, logger)
 		return nil
 	})
 	g.Go(func() error {

@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/store/postgres/pgtest"
 	"github.com/stele-log/stele/store/sqlite"
 	"github.com/stele-log/stele/tree"
 )
@@ -105,6 +107,17 @@ func (fx *tamperFixture) copyTo(t *testing.T) string {
 	for _, e := range entries {
 		copyFile(t, filepath.Join(fx.dir, e.Name()), filepath.Join(dir, e.Name()))
 	}
+	return dir
+}
+
+// copyToWith copies the fixture and lets an attacker, guards dropped, edit it.
+func (fx *tamperFixture) copyToWith(t *testing.T, edit func(*attacker)) string {
+	t.Helper()
+	dir := fx.copyTo(t)
+	a := attack(t, dir)
+	a.dropGuards()
+	edit(a)
+	a.db.Close()
 	return dir
 }
 
@@ -311,6 +324,45 @@ func (fx *tamperFixture) wantAlarm(t *testing.T, dir, ws string) *testServer {
 	return ts
 }
 
+// wantFullCheckAlarm starts the server over dir with its background full
+// check due at once, and expects it to find ws's damage at seq, stop its
+// appends and record the alarm, while the other workspace serves.
+func (fx *tamperFixture) wantFullCheckAlarm(t *testing.T, dir, ws string, seq int64) {
+	t.Helper()
+	ts := startServer(t, dir, func(c *serveConfig) { c.FullCheckEvery = 20 * time.Millisecond })
+	want := fmt.Sprintf("workspace=%s seq=%d", ws, seq)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(ts.stderr.String(), "INTEGRITY ALARM (full check)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no full-check alarm within 2 minutes:\n%s", ts.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if log := ts.stderr.String(); !strings.Contains(log, want) {
+		t.Errorf("the full-check alarm does not name %s:\n%s", want, log)
+	}
+	keys := map[string]string{"default": ts.Key, "ops": fx.opsKey}
+	ev := []byte(`{"type":"incident.opened","actor":{"type":"system","id":"system"}}`)
+	if status, b, _ := call(t, "POST", ts.URL+"/v1/events", keys[ws], "application/json", ev); status != 503 {
+		t.Errorf("append to %s after the full-check alarm: %d %s, want 503", ws, status, b)
+	}
+	other := map[string]string{"default": "ops", "ops": "default"}[ws]
+	if status, b, _ := call(t, "POST", ts.URL+"/v1/events", keys[other], "application/json", ev); status != 201 {
+		t.Errorf("append to untouched %s: %d %s, want 201", other, status, b)
+	}
+	ts.stop(t)
+	// The alarm is an event of the system log.
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "stele.db"), sqlite.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n, err := s.Count(context.Background(), "_system", stele.Query{Filter: stele.Filter{Type: "integrity.alarm"}})
+	if err != nil || n != 1 {
+		t.Errorf("integrity.alarm events in the system log: %d (%v), want 1", n, err)
+	}
+}
+
 func TestTamperCatalog(t *testing.T) {
 	fx := buildTamperFixture(t)
 	def, ops := fx.size["default"], fx.size["ops"]
@@ -338,8 +390,29 @@ func TestTamperCatalog(t *testing.T) {
 			return strings.Replace(b, `"id":"alice@acme.com"`, `"id":"mallory@acme.com"`, 1)
 		})
 		r := runCheckBinary(t, "--data", dir)
+		t.Logf("stele check output:\n%s", r.out)
 		r.wantFirst(t, "default", 7, "C1 leaf")
 		r.wantAlso(t, "default", 7, "C2 root")
+		// The server's own full check raises the alarm too.
+		fx.wantFullCheckAlarm(t, dir, "default", 7)
+	})
+
+	t.Run("TAM-01b_edit_query_column", func(t *testing.T) {
+		// The signed bytes stay; the column filters read says another actor,
+		// which hides the event from ?actor=alice@acme.com.
+		dir := fx.copyTo(t)
+		a := attack(t, dir)
+		a.dropGuards()
+		a.exec("UPDATE events SET actor_id = 'nobody' WHERE rowid = ?", a.rowid("default", 7))
+		a.exec("UPDATE events SET node = NULL WHERE rowid = ?", a.rowid("ops", 2))
+		a.db.Close()
+		runCheckBinary(t, "--data", dir, "--restore-guards").wantOK(t) // the hash-only check cannot see it
+		r := runCheckBinary(t, "--data", dir, "--canonical")
+		r.wantFirst(t, "default", 7, "index")
+		r.wantAlso(t, "ops", 2, "index")
+		if !strings.Contains(r.out, "query column actor_id differs") || !strings.Contains(r.out, "query column node differs") {
+			t.Errorf("the edited columns are not named:\n%s", r.out)
+		}
 	})
 
 	t.Run("TAM-02_edit_event_and_its_leaf_hash", func(t *testing.T) {
@@ -376,6 +449,9 @@ func TestTamperCatalog(t *testing.T) {
 		a.dropGuards()
 		a.exec("DELETE FROM events WHERE rowid = ?", a.rowid("default", 9))
 		runCheckBinary(t, "--data", dir).wantFirst(t, "default", 9, "C4 sequence")
+		fx.wantFullCheckAlarm(t, fx.copyToWith(t, func(a *attacker) {
+			a.exec("DELETE FROM events WHERE rowid = ?", a.rowid("default", 9))
+		}), "default", 9)
 		// Deleting the position's tree row as well leaves a gap.
 		a.exec("DELETE FROM tree WHERE rowid = ?", a.rowid("default", 9))
 		runCheckBinary(t, "--data", dir).wantFirst(t, "default", 9, "C4 sequence")
@@ -589,6 +665,7 @@ func TestTamperCatalog(t *testing.T) {
 		if !strings.Contains(r.out, `logged in workspace "default"`) {
 			t.Errorf("the transplant is not named:\n%s", r.out)
 		}
+		fx.wantFullCheckAlarm(t, dir, "ops", 4)
 	})
 
 	t.Run("TAM-15_another_workspace_checkpoint", func(t *testing.T) {
@@ -700,4 +777,106 @@ func checkpointSize(t *testing.T, note []byte) int64 {
 		t.Fatalf("checkpoint %q: %v", note, err)
 	}
 	return n
+}
+
+// TestCheckBesideLiveServer runs the check while the server appends to two
+// workspaces: it opens the database read-only, passes, and changes nothing.
+func TestCheckBesideLiveServer(t *testing.T) {
+	ts := startServer(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		n := 0
+		for ctx.Err() == nil {
+			var evs []string
+			for i := range 50 {
+				evs = append(evs, fmt.Sprintf(`{"type":"pcap.started","actor":{"type":"service","id":"probe"},"context":{"i":%d}}`, i))
+			}
+			req := []byte(`{"events":[` + strings.Join(evs, ",") + `]}`)
+			if status, _, _ := call(t, "POST", ts.URL+"/v1/events", ts.Key, "application/json", req); status == 201 {
+				n += 50
+			}
+		}
+		done <- n
+	}()
+	for range 2 {
+		r := runCheckBinary(t, "--data", ts.DataDir, "--progress", "10ms")
+		r.wantOK(t)
+	}
+	cancel()
+	if n := <-done; n == 0 {
+		t.Fatal("no event was appended while the check ran")
+	}
+	ts.stop(t)
+	runCheckBinary(t, "--data", ts.DataDir).wantOK(t)
+}
+
+// TestCheckUsage covers what the check refuses before reading anything.
+func TestCheckUsage(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, dir)
+	ts.stop(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no database", []string{"--data", t.TempDir(), "--log-key", logKey(t, dir, "default")}, "no database"},
+		{"no key", []string{"--data", dir, "--signing-key", filepath.Join(dir, "missing.key")}, "give --log-key"},
+		{"bad log key", []string{"--data", dir, "--log-key", "stele.test+1234+abc"}, "--log-key"},
+		{"trusted checkpoint that does not verify", []string{"--data", dir, "--trusted", saveCheckpoint(t, []byte("stele.test/default\n1\nAAAA\n\n— x y\n"))}, "trusted checkpoint"},
+		{"argument", []string{"--data", dir, "extra"}, "unexpected argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), append([]string{"check"}, tc.args...), &out, &out)
+			var exit exitError
+			if err == nil || errors.As(err, &exit) || !strings.Contains(err.Error()+out.String(), tc.want) {
+				t.Errorf("stele check %v: err %v, output %q; want an error (exit 1) mentioning %q", tc.args, err, out.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckOnPostgres runs the same check over a log on PostgreSQL: a clean
+// log passes; an edited event (the guards disabled first) is found at its
+// seq, and the disabled guard is named.
+func TestCheckOnPostgres(t *testing.T) {
+	if b := os.Getenv("STELE_TEST_BACKENDS"); b != "" && !strings.Contains(b, "postgres") {
+		t.Skipf("STELE_TEST_BACKENDS=%s", b)
+	}
+	pgtest.Require(t)
+	dir := t.TempDir()
+	db := pgtest.NewDatabase(t)
+	ts := startServer(t, dir, func(c *serveConfig) { c.DB = db })
+	for range 2 {
+		var evs []string
+		for i := range 10 {
+			evs = append(evs, fmt.Sprintf(`{"type":"incident.opened","actor":{"type":"user","id":"alice@acme.com"},"outcome":"success","context":{"i":%d}}`, i))
+		}
+		if status, b, _ := call(t, "POST", ts.URL+"/v1/events?wait=checkpoint", ts.Key, "application/json", []byte(`{"events":[`+strings.Join(evs, ",")+`]}`)); status != 201 {
+			t.Fatalf("append: %d %s", status, b)
+		}
+	}
+	ts.stop(t)
+	key := filepath.Join(dir, "signing.key")
+	r := runCheckBinary(t, "--db", db, "--signing-key", key)
+	r.wantOK(t)
+	// A password in the URL (trust authentication ignores it) is never printed.
+	if withPassword := strings.Replace(db, "://postgres@", "://postgres:s3cret-pw@", 1); withPassword != db {
+		r := runCheckBinary(t, "--db", withPassword, "--signing-key", key)
+		r.wantOK(t)
+		if strings.Contains(r.out, "s3cret-pw") {
+			t.Errorf("the database password is printed:\n%s", r.out)
+		}
+	}
+	pgtest.ExecOn(t, db,
+		"ALTER TABLE events DISABLE TRIGGER events_append_only",
+		`UPDATE events SET body = convert_to(replace(convert_from(body, 'UTF8'), '"outcome":"success"', '"outcome":"failure"'), 'UTF8')
+			WHERE ws = (SELECT n FROM workspaces WHERE id = 'default') AND seq = 5`)
+	r = runCheckBinary(t, "--db", db, "--signing-key", key)
+	r.wantFirst(t, "default", 5, "C1 leaf")
+	if !strings.Contains(r.out, "FAILED guards (TAM-22)") || !strings.Contains(r.out, "events_append_only") {
+		t.Errorf("the disabled guard is not reported:\n%s", r.out)
+	}
 }

@@ -34,9 +34,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&server, "server", "", "monitor: URL of the Stele server whose log to watch")
 	fs.StringVar(&stateFile, "state", "", "monitor: file holding the pinned log key and the last verified checkpoint (created on first use)")
 	fs.StringVar(&logKey, "log-key", "", "monitor: pin this verifier key on first use instead of trusting the one the server serves")
-	fs.BoolVar(&quiet, "quiet", false, "offline: print only failures and the summary, not a line per verified event")
+	fs.BoolVar(&quiet, "quiet", false, "offline: print only the events that failed and the summary, not a verdict per event")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage:\n  stele verify --key VKEY [--checkpoint CHECKPOINT] [--quiet] FILE\n  stele verify --server URL --key APIKEY --state FILE [--log-key VKEY]\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage:\n  stele verify --key VKEY [--checkpoint CHECKPOINT] [--quiet] FILE  (- for standard input)\n  stele verify --server URL --key APIKEY --state FILE [--log-key VKEY]\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	files, err := parseArgs(fs, args)
@@ -74,13 +74,17 @@ func verifyFile(path, key, cpFile string, quiet bool, stdout io.Writer) error {
 			return err
 		}
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+	var f io.Reader = os.Stdin
+	if path != "-" {
+		file, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer file.Close()
+		f = file
 	}
-	defer f.Close()
 	opts.OnEvent = func(r verify.Result) {
-		if quiet && r.Status == verify.Verified {
+		if quiet && r.Status != verify.Failed {
 			return
 		}
 		fmt.Fprintln(stdout, formatResult(r))
@@ -160,6 +164,11 @@ func printSummary(w io.Writer, path string, rep *verify.Report) {
 		rep.Verified, rep.Failed, rep.Unverified, rep.Uncovered, rep.Pruned)
 	for _, f := range rep.Failures {
 		fmt.Fprintf(w, "  FAILED %s\n", safeText(f.String()))
+	}
+	if len(rep.Failures) == 0 {
+		for _, u := range rep.Unproven {
+			fmt.Fprintf(w, "  unverified: %s\n", safeText(u.String()))
+		}
 	}
 	switch {
 	case rep.Failed > 0 || len(rep.Failures) > 0:

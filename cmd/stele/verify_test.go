@@ -95,6 +95,21 @@ func TestVerifyExports(t *testing.T) {
 		}
 	}
 	crossCheckBundles(t, vkey, full, pcap, part)
+	for _, c := range []struct{ query, field string }{
+		{"from_seq=x", "from_seq"},
+		{"from_seq=-1", "from_seq"},
+		{"from_seq=5&to_seq=2", "to_seq"},
+		{"from_seq=99999999", "from_seq"},
+		{"order=desc", "order"},
+		{"seq=3", "seq"},
+	} {
+		status, b, _ := call(t, "GET", ts.URL+"/v1/export?format=bundle&"+c.query, ts.Key, "", nil)
+		var e struct{ Error struct{ Field string } }
+		json.Unmarshal(b, &e)
+		if status != 400 || e.Error.Field != c.field {
+			t.Errorf("bundle with %s: %d %s, want 400 naming %s", c.query, status, b, c.field)
+		}
+	}
 
 	// Another workspace: its key and checkpoint are another log's.
 	status, b, _ := call(t, "POST", ts.URL+"/v1/workspaces", ts.Key, "application/json", []byte(`{"id":"other"}`))

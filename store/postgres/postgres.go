@@ -275,22 +275,31 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Update runs fn in one transaction (READ COMMITTED; the heads fn locks
-// serialize appends) and commits it, all within WriteTimeout.
+// serialize appends) and commits it, all within WriteTimeout. The
+// transaction's BEGIN travels with its first head lock, and an append's
+// rows and head update travel with the COMMIT: a batch costs three round
+// trips (BEGIN and lock, the id lookup, rows and COMMIT), whatever its size.
 func (s *Store) Update(ctx context.Context, fn func(stele.AppendTx) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
 	defer cancel()
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: couldn't begin: %v", stele.ErrUnavailable, err)
+		return fmt.Errorf("%w: couldn't get a connection: %v", stele.ErrUnavailable, err)
 	}
-	if err := fn(&appendTx{s: s, tx: tx}); err != nil {
-		s.rollback(tx)
+	defer conn.Release() // a connection left inside a transaction is closed, not reused
+	t := &appendTx{s: s, conn: conn.Conn()}
+	if err := fn(t); err != nil {
+		if t.begun {
+			rctx, cancel := context.WithTimeout(context.Background(), s.opts.ConnectTimeout)
+			t.conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
 		return err // the transaction's methods classified their own failures
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("%w: commit failed, its outcome is unknown: %v", stele.ErrUnavailable, err)
+	if !t.begun {
+		return nil // fn wrote nothing
 	}
-	return nil
+	return t.commit(ctx)
 }
 
 // write runs fn in a transaction for the store's administrative writes

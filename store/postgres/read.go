@@ -19,7 +19,7 @@ import (
 func (s *Store) Head(ctx context.Context, ws string) (stele.Head, error) {
 	ctx, cancel := s.lookup(ctx)
 	defer cancel()
-	return s.head(ctx, s.pool, ws, "")
+	return s.head(ctx, s.pool, ws)
 }
 
 // TreeHashes reads stored hashes by tlog index from committed data.

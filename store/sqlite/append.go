@@ -151,27 +151,13 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 		e := &entries[i]
 		b := e.Body
 		rid := rowid(wsn, e.Seq)
-		id, err := uuid.Parse(b.ID)
+		cols, err := columnsOf(b)
 		if err != nil {
-			return fmt.Errorf("bad event id %q", b.ID)
+			return err
 		}
 		leaf := e.LeafHash()
-		var node, rtype, rid2, ip any
-		if b.Node != "" {
-			node = b.Node
-		}
-		if b.Resource != nil {
-			rtype, rid2 = b.Resource.Type, b.Resource.ID
-		}
-		if b.IP != "" {
-			if a, err := netip.ParseAddr(b.IP); err == nil {
-				a16 := a.As16()
-				ip = a16[:]
-			}
-		}
-		root, _, _ := strings.Cut(b.Type, ".")
-		_, err = evStmt.ExecContext(ctx, rid, wsn, id[:], b.Time.UnixNano(), b.ReceivedAt.UnixNano(), b.Type, root, b.Category,
-			b.Actor.ID, node, rtype, rid2, ip, b.Outcome, e.Canonical, leaf[:], nullBytes(e.RequestHash))
+		_, err = evStmt.ExecContext(ctx, rid, wsn, cols.id, cols.timeNS, cols.receivedNS, cols.typ, cols.typeRoot, cols.category,
+			cols.actorID, cols.node, cols.resourceType, cols.resourceID, cols.ip, cols.outcome, e.Canonical, leaf[:], nullBytes(e.RequestHash))
 		if err != nil {
 			if isConstraint(err) {
 				return &stele.ErrIntegrity{Workspace: ws, Seq: e.Seq, Check: "sequence",
@@ -200,6 +186,42 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 		return &stele.ErrIntegrity{Workspace: ws, Seq: head.Size - int64(len(entries)), Check: "head", Detail: "the head moved during the transaction"}
 	}
 	return nil
+}
+
+// eventColumns are the query columns of an event row, derived from its
+// body: the one derivation that both Append and CheckIndexes use.
+type eventColumns struct {
+	id                       []byte // 16-byte UUID
+	timeNS, receivedNS       int64
+	typ, typeRoot            string
+	category, actorID        string
+	node                     any // string or nil
+	resourceType, resourceID any
+	ip                       any // 16-byte address or nil
+	outcome                  string
+}
+
+func columnsOf(b *stele.EventBody) (eventColumns, error) {
+	id, err := uuid.Parse(b.ID)
+	if err != nil {
+		return eventColumns{}, fmt.Errorf("bad event id %q", b.ID)
+	}
+	c := eventColumns{id: id[:], timeNS: b.Time.UnixNano(), receivedNS: b.ReceivedAt.UnixNano(), typ: b.Type,
+		category: b.Category, actorID: b.Actor.ID, outcome: b.Outcome}
+	c.typeRoot, _, _ = strings.Cut(b.Type, ".")
+	if b.Node != "" {
+		c.node = b.Node
+	}
+	if b.Resource != nil {
+		c.resourceType, c.resourceID = b.Resource.Type, b.Resource.ID
+	}
+	if b.IP != "" {
+		if a, err := netip.ParseAddr(b.IP); err == nil {
+			a16 := a.As16()
+			c.ip = a16[:]
+		}
+	}
+	return c, nil
 }
 
 func isConstraint(err error) bool {

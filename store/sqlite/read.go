@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/stele-log/stele"
@@ -27,24 +28,36 @@ func (s *Store) treeHashes(ctx context.Context, q queryer, ws string, indexes []
 	if err != nil {
 		return nil, err
 	}
+	// One statement for all the positions the indexes live at (in chunks
+	// within SQLite's limit on parameters): a proof reads about log2(n) of
+	// them, and a statement each would cost a round trip each.
+	rows := map[int64][]tlog.Hash{}
+	var seqs []int64
+	for _, idx := range indexes {
+		seq, _ := tree.Locate(idx)
+		if _, ok := rows[seq]; !ok {
+			rows[seq] = nil
+			seqs = append(seqs, seq)
+		}
+	}
+	for len(seqs) > 0 {
+		chunk := seqs[:min(len(seqs), 500)]
+		seqs = seqs[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, seq := range chunk {
+			args[i] = rowid(wsn, seq)
+		}
+		query := "SELECT rowid, hashes FROM tree WHERE rowid IN (?" + strings.Repeat(",?", len(chunk)-1) + ")"
+		if err := readTreeRows(ctx, q, query, args, rows); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]tlog.Hash, len(indexes))
-	rows := map[int64][]tlog.Hash{} // leaves already read by this call
 	for i, idx := range indexes {
 		seq, _ := tree.Locate(idx)
-		hs, ok := rows[seq]
-		if !ok {
-			var blob []byte
-			err := q.QueryRowContext(ctx, "SELECT hashes FROM tree WHERE rowid = ?", rowid(wsn, seq)).Scan(&blob)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("%w: no tree hashes at position %d", stele.ErrNotFound, seq)
-			}
-			if err != nil {
-				return nil, err
-			}
-			if hs, err = splitHashes(blob); err != nil {
-				return nil, fmt.Errorf("position %d: %w", seq, err)
-			}
-			rows[seq] = hs
+		hs := rows[seq]
+		if hs == nil {
+			return nil, fmt.Errorf("%w: no tree hashes at position %d", stele.ErrNotFound, seq)
 		}
 		h, err := tree.StoredHash(hs, idx)
 		if err != nil {
@@ -53,6 +66,28 @@ func (s *Store) treeHashes(ctx context.Context, q queryer, ws string, indexes []
 		out[i] = h
 	}
 	return out, nil
+}
+
+// readTreeRows reads the tree rows query selects into rows, by seq.
+func readTreeRows(ctx context.Context, q queryer, query string, args []any, rows map[int64][]tlog.Hash) error {
+	rs, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var rid int64
+		var blob []byte
+		if err := rs.Scan(&rid, &blob); err != nil {
+			return err
+		}
+		hs, err := splitHashes(blob)
+		if err != nil {
+			return fmt.Errorf("position %d: %w", rid&posMask, err)
+		}
+		rows[rid&posMask] = hs
+	}
+	return rs.Err()
 }
 
 // EventByID returns the event of ws with the given id.

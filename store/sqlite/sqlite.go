@@ -179,6 +179,7 @@ func dsn(path string, role int) string {
 		q.Add("_pragma", "query_only(1)")
 	case roleReadOnly:
 		q.Add("_pragma", "query_only(1)")
+		q.Add("_pragma", "mmap_size(1073741824)") // long scans read pages without a copy per page
 		q.Set("mode", "ro")
 	}
 	return "file:" + path + "?" + q.Encode()
