@@ -250,7 +250,7 @@ func (s *Server) exportEvents(w http.ResponseWriter, r *http.Request, p *Princip
 		format = export.NDJSON
 	case export.CSV, export.JSON, export.NDJSON:
 	default:
-		return stele.FieldError("format", "must be csv, json or ndjson")
+		return stele.FieldError("format", "must be csv, json, ndjson or bundle")
 	}
 	head, err := t.Head(r.Context())
 	if err != nil {

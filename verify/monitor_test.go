@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stele-log/stele/checkpoint"
 	"github.com/stele-log/stele/verify"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -99,4 +100,39 @@ func newTestLogOnce(t *testing.T) *testLog {
 		onceLog = newTestLogSeed(t, 40, 99)
 	}
 	return onceLog
+}
+
+// TestAdvanceTime: a log that grew under a checkpoint whose signing time
+// did not advance is an alarm (C8); the times come from the timestamped
+// cosignature lines of Stele's checkpoints.
+func TestAdvanceTime(t *testing.T) {
+	skey, err := checkpoint.GenerateKey("verify.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := checkpoint.ParseKey(skey)
+	l := newTestLog(t, 20)
+	l.origin = key.Origin("ws1")
+	vkey := key.VerifierKey(l.origin)
+	at := time.Unix(1_800_000_000, 0)
+	sign := func(size int64, t0 time.Time) []byte {
+		msg, err := key.Sign(l.origin, size, l.root(t, size), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	prove := func(from, to int64) ([]tlog.Hash, error) { return tlog.ProveTree(to, from, l) }
+	st, _, err := verify.Advance(verify.State{}, vkey, sign(10, at), prove, at)
+	if err != nil || !st.Time.Equal(at) {
+		t.Fatalf("first use: %+v %v", st, err)
+	}
+	if _, _, err := verify.Advance(st, vkey, sign(15, at.Add(time.Second)), prove, at); err != nil {
+		t.Fatalf("growth with a later time: %v", err)
+	}
+	_, _, err = verify.Advance(st, vkey, sign(15, at), prove, at)
+	var alarm *verify.Alarm
+	if !errors.As(err, &alarm) || alarm.Check != "time" {
+		t.Fatalf("growth without a later time: %v", err)
+	}
 }

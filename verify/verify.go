@@ -116,6 +116,9 @@ type Options struct {
 	// (For range bundles and NDJSON exports the verdicts are final only at
 	// the end of the input, so they are held until then.)
 	OnEvent func(Result)
+	// FailuresOnly limits OnEvent to failed events, which are final at
+	// once: nothing is held, and memory stays constant whatever the size.
+	FailuresOnly bool
 }
 
 // File verifies a bundle or an NDJSON export read from r. It returns an
@@ -201,7 +204,7 @@ func (v *run) open(note []byte, origin string) bool {
 
 // emit records a verdict: counted at once, or held for the end.
 func (v *run) emit(r Result) {
-	if v.hold && (r.Status == Verified || r.Status == Pruned) {
+	if v.hold {
 		v.held = append(v.held, r)
 		return
 	}
@@ -221,7 +224,7 @@ func (v *run) count(r Result) {
 	case Pruned:
 		v.rep.Pruned++
 	}
-	if v.opts.OnEvent != nil {
+	if v.opts.OnEvent != nil && (r.Status == Failed || !v.opts.FailuresOnly) {
 		v.opts.OnEvent(r)
 	}
 }
@@ -241,8 +244,8 @@ func (v *run) conclude(proven bool, ownOK int64, check, detail string) {
 		}
 		return
 	}
-	for _, r := range v.held {
-		if !proven {
+	for _, r := range v.held { // in input order
+		if !proven && r.Status == Verified {
 			r.Status, r.Check, r.Detail = Unverified, check, detail
 		}
 		v.count(r)
@@ -278,7 +281,7 @@ func (v *run) eventLine(raw []byte) (*Event, Result, bool) {
 // order, whose leaves, appended to the tree of From leaves (Left), give a
 // tree of To leaves consistent with the checkpoint.
 func (v *run) rangeBundle(rg *bundle.Range) error {
-	v.hold = v.opts.OnEvent != nil
+	v.hold = v.opts.OnEvent != nil && !v.opts.FailuresOnly
 	intact := true // the leaves read so far are exactly the positions from From on
 	if rg.From < 0 || rg.From > rg.To || rg.To > v.cp.Size {
 		v.rep.fail(CheckRange, "the range [%d, %d) is not within the checkpoint's %d positions", rg.From, rg.To, v.cp.Size)
@@ -399,7 +402,7 @@ func (v *run) proofsBundle() error {
 // checkpoint: it proves its events when they include every position
 // 0..N-1 of the checkpoint's tree, in any order, by recomputing its root.
 func (v *run) ndjson(first []byte) error {
-	v.hold = v.opts.OnEvent != nil
+	v.hold = v.opts.OnEvent != nil && !v.opts.FailuresOnly
 	size := v.cp.Size
 	leaves := make([]tlog.Hash, size)
 	have := make([]bool, size)

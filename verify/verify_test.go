@@ -153,6 +153,16 @@ func check(t *testing.T, data []byte, vkey string, cp []byte) (*verify.Report, [
 	if quiet.Verified != rep.Verified || quiet.Failed != rep.Failed || quiet.Unverified != rep.Unverified || quiet.OK() != rep.OK() {
 		t.Errorf("counts differ with and without OnEvent: %+v / %+v", quiet, rep)
 	}
+	failed := 0
+	onlyFailed, err := verify.File(bytes.NewReader(data), verify.Options{Key: vkey, Checkpoint: cp, FailuresOnly: true, OnEvent: func(r verify.Result) {
+		if r.Status != verify.Failed {
+			t.Errorf("FailuresOnly reported %+v", r)
+		}
+		failed++
+	}})
+	if err != nil || onlyFailed.Verified != rep.Verified || onlyFailed.Failed != rep.Failed || int64(failed) != rep.Failed {
+		t.Errorf("FailuresOnly: %+v, %d reported; full run %+v", onlyFailed, failed, rep)
+	}
 	return rep, results
 }
 

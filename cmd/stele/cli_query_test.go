@@ -154,6 +154,25 @@ func TestCLIExport(t *testing.T) {
 			}
 		}
 	}
+	// A bundle, whole-log and filtered, verifies offline with the log key.
+	_, vkey, _ := call(t, "GET", ts.URL+"/v1/log/key", ts.Key, "", nil)
+	for _, filter := range [][]string{{"--from-seq", "0"}, {"--category", "config"}} {
+		path := filepath.Join(dir, "out.bundle")
+		var errb bytes.Buffer
+		args := append([]string{"--server", ts.URL, "--key", ts.Key, "--format", "bundle", "-o", path}, filter...)
+		if err := runExport(context.Background(), args, &bytes.Buffer{}, &errb); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errb.String())
+		}
+		m := regexp.MustCompile(`(\d+) events written \([^)]*\), done`).FindStringSubmatch(errb.String())
+		out, err := runCLI(t, "verify", "--key", strings.TrimSpace(string(vkey)), "--quiet", path)
+		if err != nil || m == nil || !strings.Contains(out, m[1]+" verified, 0 failed") {
+			t.Errorf("bundle %v: progress %q; verify: %v\n%s", filter, errb.String(), err, out)
+		}
+	}
+	if _, err := runCLI(t, "export", "--server", ts.URL, "--key", ts.Key, "--format", "csv", "--from-seq", "1"); err == nil {
+		t.Error("--from-seq accepted without --format bundle")
+	}
+
 	// Refused: no file, not even a partial one.
 	path := filepath.Join(dir, "bad.csv")
 	err := runExport(context.Background(), []string{"--server", ts.URL, "--key", ts.Key, "--format", "csv", "-o", path, "--ip", "nope"}, &bytes.Buffer{}, &bytes.Buffer{})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,7 +21,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var ff filterFlags
 	cf.register(fs)
 	ff.register(fs)
-	format := fs.String("format", "ndjson", "csv, json or ndjson (ndjson and json are lossless: every leaf can be recomputed)")
+	format := fs.String("format", "ndjson", "csv, json, ndjson or bundle (ndjson and json are lossless: every leaf can be recomputed; bundle adds the signed checkpoint and proofs for `stele verify`)")
+	fromSeq := fs.String("from-seq", "", "bundle: first position of a range of the log (inclusive)")
+	toSeq := fs.String("to-seq", "", "bundle: end of a range of the log (exclusive)")
 	out := fs.String("o", "-", "file to write; - for standard output")
 	quiet := fs.Bool("quiet", false, "no progress line")
 	if err := parse(fs, args); err != nil {
@@ -29,10 +32,21 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (filters are flags: --actor, --type, ...)", fs.Arg(0))
 	}
+	params := ff.params()
 	switch *format {
 	case "csv", "json", "ndjson":
+		if *fromSeq != "" || *toSeq != "" {
+			return errors.New("--from-seq and --to-seq go with --format bundle")
+		}
+	case "bundle":
+		if *fromSeq != "" {
+			params.Set("from_seq", *fromSeq)
+		}
+		if *toSeq != "" {
+			params.Set("to_seq", *toSeq)
+		}
 	default:
-		return fmt.Errorf("--format %q: want csv, json or ndjson", *format)
+		return fmt.Errorf("--format %q: want csv, json, ndjson or bundle", *format)
 	}
 	c, err := cf.serverClient()
 	if err != nil {
@@ -58,7 +72,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*quiet {
 		p = startProgress(stderr, cw)
 	}
-	err = c.Export(ctx, *format, ff.params(), cw)
+	err = c.Export(ctx, *format, params, cw)
 	if p != nil {
 		p.stop(err == nil)
 	}
@@ -90,9 +104,13 @@ type countingWriter struct {
 
 	mu       sync.Mutex
 	bytes    int64
-	newlines int64 // record ends seen
-	quoted   bool  // inside a quoted CSV field
+	newlines int64  // record ends seen (bundle: of event lines)
+	quoted   bool   // inside a quoted CSV field
+	line     []byte // bundle: the first bytes of the current line
 }
+
+// bundleEventLine begins every event line of a bundle.
+const bundleEventLine = `{"event"`
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
@@ -103,8 +121,16 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		switch {
 		case b == '"' && c.format == "csv":
 			c.quoted = !c.quoted
+		case b == '\n' && c.format == "bundle":
+			if string(c.line) == bundleEventLine {
+				c.newlines++
+			}
+			c.line = c.line[:0]
 		case b == '\n' && !c.quoted:
 			c.newlines++
+		}
+		if c.format == "bundle" && b != '\n' && len(c.line) < len(bundleEventLine) {
+			c.line = append(c.line, b)
 		}
 	}
 	return n, err

@@ -34,7 +34,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&server, "server", "", "monitor: URL of the Stele server whose log to watch")
 	fs.StringVar(&stateFile, "state", "", "monitor: file holding the pinned log key and the last verified checkpoint (created on first use)")
 	fs.StringVar(&logKey, "log-key", "", "monitor: pin this verifier key on first use instead of trusting the one the server serves")
-	fs.BoolVar(&quiet, "quiet", false, "offline: print only the events that failed and the summary, not a verdict per event")
+	fs.BoolVar(&quiet, "quiet", false, "offline: print only the events that failed and the summary, not a verdict per event (and hold none in memory: use it for large files)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage:\n  stele verify --key VKEY [--checkpoint CHECKPOINT] [--quiet] FILE  (- for standard input)\n  stele verify --server URL --key APIKEY --state FILE [--log-key VKEY]\n\nFlags:")
 		fs.PrintDefaults()
@@ -83,12 +83,8 @@ func verifyFile(path, key, cpFile string, quiet bool, stdout io.Writer) error {
 		defer file.Close()
 		f = file
 	}
-	opts.OnEvent = func(r verify.Result) {
-		if quiet && r.Status != verify.Failed {
-			return
-		}
-		fmt.Fprintln(stdout, formatResult(r))
-	}
+	opts.OnEvent = func(r verify.Result) { fmt.Fprintln(stdout, formatResult(r)) }
+	opts.FailuresOnly = quiet
 	rep, err := verify.File(f, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -111,7 +107,8 @@ func readKey(arg string) (string, error) {
 	if !strings.Contains(arg, "+") || fileExists(arg) {
 		data, err := os.ReadFile(arg)
 		if err != nil {
-			return "", fmt.Errorf("--key is neither a verifier key nor a readable file: %w", err)
+			// The value is not echoed: it may be an API key given by mistake.
+			return "", errors.New("--key is neither a log verifier key (<origin>+<hash>+<key>, from GET /v1/log/key; not an API key) nor a readable file holding one")
 		}
 		arg = string(data)
 	}

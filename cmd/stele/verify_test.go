@@ -95,6 +95,30 @@ func TestVerifyExports(t *testing.T) {
 		}
 	}
 	crossCheckBundles(t, vkey, full, pcap, part)
+
+	// Each bundle export is recorded like any export (AUT-13).
+	var listed struct {
+		Events []struct {
+			Context struct {
+				Format  string
+				Filters map[string]string
+				Rows    int64
+			}
+		}
+	}
+	json.Unmarshal([]byte(getText(t, ts.URL+"/v1/events?type=auditlog.exported&limit=100", ts.Key)), &listed)
+	bundles := 0
+	for _, e := range listed.Events {
+		if e.Context.Format == "bundle" {
+			bundles++
+			if e.Context.Filters["type"] == "pcap.*" && e.Context.Rows != 4 {
+				t.Errorf("the pcap bundle's access event counts %d rows, want 4", e.Context.Rows)
+			}
+		}
+	}
+	if bundles != 3 {
+		t.Errorf("%d auditlog.exported events of bundles, want 3", bundles)
+	}
 	for _, c := range []struct{ query, field string }{
 		{"from_seq=x", "from_seq"},
 		{"from_seq=-1", "from_seq"},
