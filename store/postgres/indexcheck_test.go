@@ -23,7 +23,7 @@ func TestCheckIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := storetest.NewLog("acme")
-	l.Append(t, s, eventgen.New(5).Stream(200, time.Now().Add(-time.Hour), time.Second, true)) // a COPY batch
+	l.Append(t, s, eventgen.New(5).Stream(200, time.Now().Add(-time.Hour), time.Second, true))  // a COPY batch
 	l.Append(t, s, eventgen.New(6).Stream(10, time.Now().Add(-time.Minute), time.Second, true)) // an INSERT batch
 	check := func() map[int64]string {
 		t.Helper()
