@@ -408,3 +408,31 @@ func TestPostgresReadRefusedWhenUnrecorded(t *testing.T) {
 		t.Errorf("after the lock: %d %s", status, body)
 	}
 }
+
+// TestPostgresCheck runs `stele check --db` beside a live server on
+// PostgreSQL: a clean log passes; an event whose query column was edited
+// behind the guard (switched off and on again by the owner), and a guard
+// left disabled, are both reported, and --restore-guards re-enables it.
+func TestPostgresCheck(t *testing.T) {
+	db := pgtest.NewDatabase(t)
+	ts := startServer(t, "", func(c *serveConfig) { c.DB = db })
+	ingest(t, ts, ts.Key, eventgen.New(9).Stream(30, time.Now().UTC().Add(-time.Hour), time.Minute, true))
+	args := []string{"--db", db, "--data", ts.DataDir, "--canonical"}
+	if r := runCheckBinary(t, args...); r.code != 0 {
+		t.Fatalf("clean log: stele check exited %d:\n%s", r.code, r.out)
+	}
+	pgtest.ExecOn(t, db,
+		"ALTER TABLE events DISABLE TRIGGER events_append_only",
+		"UPDATE events SET actor_id = 'nobody'::bytea WHERE seq = 5 AND ws = (SELECT n FROM workspaces WHERE id = 'default')",
+		"ALTER TABLE events ENABLE TRIGGER events_append_only",
+		"ALTER TABLE tree DISABLE TRIGGER tree_append_only",
+	)
+	r := runCheckBinary(t, args...)
+	if r.code != exitCheckFailed || !strings.Contains(r.out, "tree_append_only on tree disabled") || !strings.Contains(r.out, "query column actor_id") {
+		t.Fatalf("tampered log: stele check exited %d; want the edited column and the disabled guard reported:\n%s", r.code, r.out)
+	}
+	if r := runCheckBinary(t, append(args, "--restore-guards")...); !strings.Contains(r.out, "restored trigger tree_append_only on tree disabled") ||
+		!strings.Contains(r.out, "every append-only guard is in place") || strings.Contains(r.out, "events_append_only") {
+		t.Fatalf("--restore-guards (exit %d):\n%s", r.code, r.out)
+	}
+}
