@@ -21,19 +21,27 @@ type appendTx struct {
 	s     *Store
 	conn  *pgx.Conn
 	begun bool
-	// pending holds the appends' statements, sent with the COMMIT; what
-	// holds what of pending, for errors.
+	// pending holds the appends' statements, sent with the COMMIT; stmts
+	// says, for each, which append and which part of it it is, for errors.
 	pending *pgx.Batch
-	appends []pendingAppend
+	stmts   []pendingStmt
 }
 
-// pendingAppend is one Append in pending: three statements (events, tree,
-// head) from index at.
-type pendingAppend struct {
+// pendingStmt is one statement of pending.
+type pendingStmt struct {
 	ws        string
-	at        int
+	part      string // "sequence" (events), "tree" or "head"
 	first     int64
 	afterLast int64
+}
+
+// queue adds a statement of the append of [first, afterLast) to ws.
+func (t *appendTx) queue(st pendingStmt, sql string, args ...any) {
+	if t.pending == nil {
+		t.pending = &pgx.Batch{}
+	}
+	t.pending.Queue(sql, args...)
+	t.stmts = append(t.stmts, st)
 }
 
 // begin opens the transaction unless its first statement did.
@@ -220,11 +228,7 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 		if err := t.copyRows(ctx, ws, wsn, entries, first); err != nil {
 			return err
 		}
-		if t.pending == nil {
-			t.pending = &pgx.Batch{}
-		}
-		t.appends = append(t.appends, pendingAppend{ws: ws, at: t.pending.Len() - 2, first: first, afterLast: head.Size})
-		t.pending.Queue(moveHead, wsn, first, head.Size, head.Root[:], head.LastReceived.UnixNano())
+		t.queue(pendingStmt{ws, "head", first, head.Size}, moveHead, wsn, first, head.Size, head.Root[:], head.LastReceived.UnixNano())
 		return nil
 	}
 	cols := make([][]any, len(eventColumns)-1) // without ws
@@ -249,13 +253,9 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 	for c, name := range eventColumns[1:] {
 		args = append(args, typedColumn(name, cols[c]))
 	}
-	if t.pending == nil {
-		t.pending = &pgx.Batch{}
-	}
-	t.appends = append(t.appends, pendingAppend{ws: ws, at: t.pending.Len(), first: first, afterLast: head.Size})
-	t.pending.Queue(insertEvents, args...)
-	t.pending.Queue(insertTree, wsn, seqs, hashes, macs)
-	t.pending.Queue(moveHead, wsn, first, head.Size, head.Root[:], head.LastReceived.UnixNano())
+	t.queue(pendingStmt{ws, "sequence", first, head.Size}, insertEvents, args...)
+	t.queue(pendingStmt{ws, "tree", first, head.Size}, insertTree, wsn, seqs, hashes, macs)
+	t.queue(pendingStmt{ws, "head", first, head.Size}, moveHead, wsn, first, head.Size, head.Root[:], head.LastReceived.UnixNano())
 	return nil
 }
 
@@ -315,20 +315,15 @@ func (t *appendTx) commit(ctx context.Context) error {
 
 // appendError classifies the failure of pending statement i.
 func (t *appendTx) appendError(i int, err error) error {
-	var a pendingAppend
-	for _, x := range t.appends {
-		if x.at <= i {
-			a = x
-		}
-	}
+	a := t.stmts[i]
 	var pgErr *pgconn.PgError
 	switch {
 	case !errors.As(err, &pgErr):
 		return fmt.Errorf("%w: commit failed, its outcome is unknown: %v", stele.ErrUnavailable, err)
-	case isUniqueViolation(err) && i-a.at == 0:
+	case isUniqueViolation(err) && a.part == "sequence":
 		return &stele.ErrIntegrity{Workspace: a.ws, Seq: a.first, Check: "sequence",
 			Detail: "a position or id of this batch is already taken by a row this write path did not write: " + pgErr.Message}
-	case isUniqueViolation(err) && i-a.at == 1:
+	case isUniqueViolation(err) && a.part == "tree":
 		return &stele.ErrIntegrity{Workspace: a.ws, Seq: a.first, Check: "tree", Detail: "tree hashes for a position of this batch already exist"}
 	case pgErr.Code == "ST001":
 		return &stele.ErrIntegrity{Workspace: a.ws, Seq: a.first, Check: "head", Detail: "the head moved during the transaction"}

@@ -227,3 +227,46 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	l.Append(t, s, eventgen.New(2).Stream(3, time.Now().Add(-time.Hour), time.Minute, true))
 	s.Close()
 }
+
+// TestIntegrityErrorNamesItsWorkspace appends to two workspaces in one
+// transaction, the second at a position already taken, with both batch
+// sizes (COPY and INSERT): the commit fails as a whole, with an
+// *stele.ErrIntegrity naming the second workspace, and nothing of the first
+// is kept.
+func TestIntegrityErrorNamesItsWorkspace(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	s := open(t, url)
+	defer s.Close()
+	for _, ws := range []string{"acme", "globex"} {
+		if err := s.CreateWorkspace(ctx, stele.Workspace{ID: ws, Name: ws, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := storetest.NewLog("globex")
+	g.Append(t, s, eventgen.New(1).Stream(3, time.Now().Add(-time.Hour), time.Minute, true))
+	for _, n := range []int{70, 5} {
+		a := storetest.NewLog("acme")
+		good, goodHead, _ := a.Entries(eventgen.New(2).Stream(n, time.Now().Add(-time.Hour), time.Second, true))
+		taken, _, _ := storetest.NewLog("globex").Entries(eventgen.New(3).Stream(n, time.Now().Add(-time.Hour), time.Second, true))
+		err := s.Update(ctx, func(tx stele.AppendTx) error {
+			if _, err := tx.LockHead(ctx, "acme"); err != nil {
+				return err
+			}
+			if _, err := tx.LockHead(ctx, "globex"); err != nil {
+				return err
+			}
+			if err := tx.Append(ctx, "acme", good, goodHead); err != nil {
+				return err
+			}
+			return tx.Append(ctx, "globex", taken, stele.Head{Size: int64(n), Root: goodHead.Root})
+		})
+		var integrity *stele.ErrIntegrity
+		if !errors.As(err, &integrity) || integrity.Workspace != "globex" {
+			t.Errorf("batch of %d: err = %v, want an integrity failure in globex", n, err)
+		}
+		if h, _ := s.Head(ctx, "acme"); h.Size != 0 {
+			t.Errorf("batch of %d: acme's head moved to %d in a failed transaction", n, h.Size)
+		}
+	}
+}
