@@ -54,7 +54,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("stele: %d %s: %s", e.Status, e.Code, e.Message)
+	msg := fmt.Sprintf("the server answered %d %s: %s", e.Status, e.Code, e.Message)
 	if e.Field != "" {
 		msg += " (field " + e.Field + ")"
 	}

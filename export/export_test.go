@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // goldenEvents are fixed events covering every field, absent optional
 // fields, and values that CSV must quote or neutralize.
-func goldenEvents(t *testing.T) []stele.StoredEvent {
+func goldenEvents(t testing.TB) []stele.StoredEvent {
 	t.Helper()
 	t0 := time.Date(2026, 3, 9, 14, 2, 11, 0, time.UTC)
 	bodies := []stele.EventBody{
@@ -93,5 +94,20 @@ func TestNeutralize(t *testing.T) {
 		if got := Neutralize(in); got != want {
 			t.Errorf("Neutralize(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkWriters measures each format's encoding of the golden events
+// (go test -bench Writers ./export).
+func BenchmarkWriters(b *testing.B) {
+	events := goldenEvents(b)
+	for _, format := range []string{CSV, JSON, NDJSON} {
+		b.Run(format, func(b *testing.B) {
+			w, _ := New(io.Discard, format)
+			for i := 0; b.Loop(); i++ {
+				w.Write(events[i%len(events)])
+			}
+			w.Close()
+		})
 	}
 }

@@ -47,6 +47,13 @@ type IndexChecker interface {
 	CheckIndexes(ctx context.Context, ws string, fn func(seq int64, detail string) error) error
 }
 
+// PhysicalChecker is implemented by stores that can check their own files
+// (SQLite's PRAGMA integrity_check). CheckPhysical returns nil, or what is
+// damaged.
+type PhysicalChecker interface {
+	CheckPhysical(ctx context.Context) error
+}
+
 // Check names one of the checks, by its RELIABILITY.md number where it has one.
 type Check string
 
@@ -82,6 +89,9 @@ const (
 	CheckIndex Check = "index"
 	// TAM-22: the database's own append-only guards are in place.
 	CheckGuards Check = "guards"
+	// TAM-17: the database engine finds its files consistent
+	// (Options.Physical, stores that implement PhysicalChecker).
+	CheckPhysical Check = "physical"
 )
 
 // Options configure Run.
@@ -103,6 +113,8 @@ type Options struct {
 	// canonicalizer (D8), and, on stores that implement IndexChecker, the
 	// query columns; several times slower than hashing the bytes.
 	Canonical bool
+	// Physical asks the store to check its own files too (PhysicalChecker).
+	Physical bool
 	// Workspaces, when set, limits the check to these workspaces.
 	Workspaces []string
 	// Progress, when set, is called about every Options.ProgressEvery events
@@ -180,6 +192,10 @@ type Report struct {
 	// cannot tell (it does not implement stele.GuardChecker).
 	Guards        error
 	GuardsChecked bool
+	// Physical is nil when the store finds its files consistent, or what it
+	// found; PhysicalChecked is false when it was not asked or cannot tell.
+	Physical        error
+	PhysicalChecked bool
 	// IndexesChecked reports whether the query columns were compared with
 	// the events (Options.Canonical on an IndexChecker store).
 	IndexesChecked bool
@@ -191,7 +207,7 @@ type Report struct {
 
 // OK reports whether everything passed.
 func (r *Report) OK() bool {
-	if r.Guards != nil {
+	if r.Guards != nil || r.Physical != nil {
 		return false
 	}
 	for i := range r.Workspaces {
@@ -209,6 +225,9 @@ func (r *Report) First() (f Finding, ok bool) {
 		if len(w.Findings) > 0 {
 			return w.Findings[0], true
 		}
+	}
+	if r.Physical != nil {
+		return Finding{Seq: -1, Check: CheckPhysical, Detail: r.Physical.Error()}, true
 	}
 	if r.Guards != nil {
 		return Finding{Seq: -1, Check: CheckGuards, Detail: r.Guards.Error()}, true
@@ -264,6 +283,10 @@ func Run(ctx context.Context, store Store, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("couldn't check workspace %s: %w", ws, err)
 		}
 		rep.Workspaces = append(rep.Workspaces, res)
+	}
+	if p, ok := store.(PhysicalChecker); ok && opts.Physical {
+		rep.PhysicalChecked = true
+		rep.Physical = p.CheckPhysical(ctx)
 	}
 	_, rep.IndexesChecked = store.(IndexChecker)
 	rep.IndexesChecked = rep.IndexesChecked && opts.Canonical

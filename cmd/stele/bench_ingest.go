@@ -47,11 +47,15 @@ type sideResult struct {
 	P50Ms      float64   `json:"p50_ms"`
 	P99Ms      float64   `json:"p99_ms"`
 	RoundRates []float64 `json:"round_events_per_s"`
+	// ClientCPUUsPerEv is the bench process's own CPU (the HTTP clients,
+	// on the same cores) per event; 0 for the baseline.
+	ClientCPUUsPerEv float64 `json:"client_cpu_us_per_event,omitempty"`
 	// EventsPerCommit is the mean size of a committed transaction (for
 	// Stele: its group commits, from the server's /metrics).
 	EventsPerCommit float64 `json:"events_per_commit"`
 	latencies       []time.Duration
 	cpuTicks        int64
+	clientCPU       time.Duration
 	commits         int64
 }
 
@@ -59,6 +63,7 @@ func (s *sideResult) add(r roundResult) {
 	s.Events += r.events
 	s.Seconds += r.elapsed.Seconds()
 	s.cpuTicks += r.cpuTicks
+	s.clientCPU += r.clientCPU
 	s.commits += r.commits
 	s.latencies = append(s.latencies, r.latencies...)
 	s.RoundRates = append(s.RoundRates, float64(r.events)/r.elapsed.Seconds())
@@ -70,6 +75,7 @@ func (s *sideResult) finish() {
 	}
 	if s.Events > 0 {
 		s.CPUUsPerEv = float64(s.cpuTicks) / clockTicks * 1e6 / float64(s.Events)
+		s.ClientCPUUsPerEv = float64(s.clientCPU.Microseconds()) / float64(s.Events)
 	}
 	if s.commits > 0 {
 		s.EventsPerCommit = float64(s.Events) / float64(s.commits)
@@ -231,6 +237,7 @@ type roundResult struct {
 	events    int64
 	elapsed   time.Duration
 	cpuTicks  int64
+	clientCPU time.Duration // the bench process's CPU during a Stele round
 	latencies []time.Duration
 	commits   int64 // transactions committed
 }
@@ -257,6 +264,9 @@ func printIngestTable(w io.Writer, r ingestReport) {
 		fmt.Fprintf(w, "  (%s) %s\n", x.Workload.Name, strings.Join(parts, "  "))
 	}
 	fmt.Fprintln(w, "\nCPU is user+sys time of the server process (Stele) or of the baseline process, from /proc/<pid>/stat.")
+	for _, x := range r.Workloads {
+		fmt.Fprintf(w, "  (%s) the HTTP clients used %.1f µs of CPU per event on the same cores\n", x.Workload.Name, x.Stele.ClientCPUUsPerEv)
+	}
 }
 
 func percentileMs(ds []time.Duration, p int) float64 {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,6 +46,15 @@ func procCPU(pid int) (int64, error) {
 		return 0, err
 	}
 	return u + s, nil
+}
+
+// selfCPU returns the user+sys CPU time of this process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // eventPool is the benchmark's events: a seeded stream, so that the client
@@ -131,6 +141,7 @@ func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, er
 	if err != nil {
 		return roundResult{}, err
 	}
+	self0 := selfCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	for range l.w.Clients {
@@ -173,6 +184,7 @@ func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, er
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	clientCPU := selfCPU() - self0
 	cpu1, err := procCPU(l.srv.pid())
 	if err != nil {
 		return roundResult{}, err
@@ -184,7 +196,7 @@ func (l *steleLoad) round(ctx context.Context, d time.Duration) (roundResult, er
 	if err != nil {
 		return roundResult{}, err
 	}
-	return roundResult{events: total.Load(), elapsed: elapsed, cpuTicks: cpu1 - cpu0, latencies: lat, commits: commits1 - commits0}, ctx.Err()
+	return roundResult{events: total.Load(), elapsed: elapsed, cpuTicks: cpu1 - cpu0, clientCPU: clientCPU, latencies: lat, commits: commits1 - commits0}, ctx.Err()
 }
 
 func (l *steleLoad) post(ctx context.Context, body []byte) error {

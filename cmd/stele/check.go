@@ -30,6 +30,7 @@ type checkConfig struct {
 	Trusted       []string // --trusted: files holding one signed checkpoint each, saved outside the database
 	Workspaces    []string // --workspace: only these workspaces
 	Canonical     bool     // --canonical: re-derive every event's canonical bytes (D8)
+	Physical      bool     // --physical: the database engine's own file check
 	RestoreGuards bool     // --restore-guards: re-create missing guards (writes), then check
 	Progress      time.Duration
 }
@@ -57,6 +58,7 @@ func parseCheck(args []string, stderr io.Writer) (checkConfig, error) {
 	fs.Var((*listFlag)(&c.Trusted), "trusted", "file holding a signed checkpoint saved outside the database (repeatable): the log must not be smaller or differ at its size")
 	fs.Var((*listFlag)(&c.Workspaces), "workspace", "check only this workspace (repeatable, or comma-separated)")
 	fs.BoolVar(&c.Canonical, "canonical", false, "also re-derive every event's canonical bytes through the parser, and compare the query columns with it (slower)")
+	fs.BoolVar(&c.Physical, "physical", true, "also run the database engine's own check of its files (SQLite PRAGMA integrity_check)")
 	fs.BoolVar(&c.RestoreGuards, "restore-guards", false, "re-create missing or altered database guards before checking (opens the database for writing)")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "interval of progress lines on stderr (0: none)")
 	fs.Usage = func() {
@@ -102,6 +104,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	opts.Workspaces = cfg.Workspaces
 	opts.Canonical = cfg.Canonical
+	opts.Physical = cfg.Physical
 	if cfg.RestoreGuards {
 		if err := restoreGuards(ctx, cfg, stdout); err != nil {
 			return err
@@ -273,6 +276,12 @@ func printReport(w io.Writer, rep *integrity.Report) {
 		fmt.Fprintf(w, "FAILED guards (TAM-22): %v\n", rep.Guards)
 	default:
 		fmt.Fprintln(w, "ok     guards: every append-only guard is in place")
+	}
+	switch {
+	case rep.Physical != nil:
+		fmt.Fprintf(w, "FAILED physical (TAM-17): %v\n", rep.Physical)
+	case rep.PhysicalChecked:
+		fmt.Fprintln(w, "ok     physical: the database engine finds its files consistent")
 	}
 	if rep.IndexesChecked {
 		fmt.Fprintln(w, "query columns compared with every event (--canonical)")

@@ -296,6 +296,20 @@ func TestReadFiltersProperty(t *testing.T) {
 			t.Errorf("%s, page size %d: %d events, want %d\n got  %v\n want %v", name, size, len(seqs), len(want), firstSeqs(seqs), firstSeqs(want))
 		}
 	}
+	// limit: 50 by default, up to 1000.
+	for _, tt := range []struct {
+		query string
+		n     int
+	}{{"", 50}, {"limit=1000", 1000}, {"limit=1", 1}} {
+		status, body, _ := call(t, "GET", ts.URL+"/v1/events?"+tt.query, ts.Key, "", nil)
+		var page struct {
+			Events     []json.RawMessage `json:"events"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		if json.Unmarshal(body, &page); status != 200 || len(page.Events) != tt.n || page.NextCursor == "" {
+			t.Errorf("GET /v1/events?%s: %d, %d events, cursor %q; want %d events and a cursor", tt.query, status, len(page.Events), page.NextCursor, tt.n)
+		}
+	}
 	check("everything", url.Values{}, 997)
 	check("everything oldest first", url.Values{"order": {"asc"}}, 1000)
 	sizes := []int{1, 3, 7, 50, 333}
@@ -516,5 +530,32 @@ func TestExportFormats(t *testing.T) {
 		if !strings.HasPrefix(h["disposition"], want) || !strings.HasSuffix(h["disposition"], "Z."+f+`"`) {
 			t.Errorf("Content-Disposition %q, want %s<UTC time>.%s\"", h["disposition"], want, f)
 		}
+	}
+}
+
+// TestReadCursorPinsRelativeTimes walks since=6s a page at a time while the
+// clock moves on: the window stays where the first page put it, so events
+// that were in it are not lost from later pages.
+func TestReadCursorPinsRelativeTimes(t *testing.T) {
+	ts := startServer(t, "")
+	now := time.Now().UTC()
+	var bodies []stele.EventBody
+	g := eventgen.New(13)
+	for i := range 5 {
+		b := g.Event(now.Add(-5*time.Second+time.Duration(i)*500*time.Millisecond), true)
+		b.Node = "window-01"
+		bodies = append(bodies, b)
+	}
+	ingest(t, ts, ts.Key, bodies)
+	params := url.Values{"node": {"window-01"}, "since": {"6s"}, "order": {"asc"}}
+	got, _ := walk(t, ts, ts.Key, params, 1, func() {
+		time.Sleep(1500 * time.Millisecond) // the clock passes the oldest events' window
+	})
+	if len(got) != len(bodies) {
+		t.Fatalf("the walk returned %d events of %d: the window slid under it", len(got), len(bodies))
+	}
+	// A new walk starts a new window.
+	if later, _ := walk(t, ts, ts.Key, params, 50, nil); len(later) >= len(bodies) {
+		t.Errorf("a new walk %v later still sees %d events", time.Since(now), len(later))
 	}
 }

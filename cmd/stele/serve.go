@@ -255,7 +255,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 		return nil
 	})
 	g.Go(func() error {
-		runFullChecks(gctx, cfg.FullCheckEvery, store, key, seq, srv, logger)
+		runFullChecks(gctx, cfg.FullCheckEvery, store, key, seq, srv, logger, reg)
 		return nil
 	})
 	g.Go(func() error {

@@ -110,6 +110,17 @@ func (fx *tamperFixture) copyTo(t *testing.T) string {
 	return dir
 }
 
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // copyToWith copies the fixture and lets an attacker, guards dropped, edit it.
 func (fx *tamperFixture) copyToWith(t *testing.T, edit func(*attacker)) string {
 	t.Helper()
@@ -349,6 +360,9 @@ func (fx *tamperFixture) wantFullCheckAlarm(t *testing.T, dir, ws string, seq in
 	other := map[string]string{"default": "ops", "ops": "default"}[ws]
 	if status, b, _ := call(t, "POST", ts.URL+"/v1/events", keys[other], "application/json", ev); status != 201 {
 		t.Errorf("append to untouched %s: %d %s, want 201", other, status, b)
+	}
+	if _, b, _ := call(t, "GET", ts.URL+"/metrics", "", "", nil); !strings.Contains(string(b), "\nstele_full_check_failing_workspaces 1\n") {
+		t.Errorf("/metrics does not count one failing workspace:\n%s", grepLines(string(b), "stele_full_check"))
 	}
 	ts.stop(t)
 	// The alarm is an event of the system log.
@@ -685,6 +699,35 @@ func TestTamperCatalog(t *testing.T) {
 		}
 	})
 
+	t.Run("TAM-17_damaged_index_page", func(t *testing.T) {
+		// Non-malicious corruption where the signed tree cannot see it: a
+		// damaged page of an index (events by IP). SQLite's own check does.
+		dir := fx.copyTo(t)
+		a := attack(t, dir)
+		var root, pageSize int64
+		if err := a.db.QueryRow("SELECT rootpage FROM sqlite_master WHERE name = 'events_ip'").Scan(&root); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.db.QueryRow("PRAGMA page_size").Scan(&pageSize); err != nil {
+			t.Fatal(err)
+		}
+		a.db.Close()
+		f, err := os.OpenFile(filepath.Join(dir, "stele.db"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, 120), root*pageSize-250); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		r := runCheckBinary(t, "--data", dir)
+		if r.code != exitCheckFailed || !strings.Contains(r.out, "FAILED physical (TAM-17)") ||
+			!strings.Contains(r.out, "FAILED: first finding: workspace (database) -: physical:") {
+			t.Fatalf("damaged index page: exit %d:\n%s", r.code, r.out)
+		}
+		runCheckBinary(t, "--data", dir, "--physical=false").wantOK(t)
+	})
+
 	t.Run("TAM-22_drop_guards", func(t *testing.T) {
 		dir := fx.copyTo(t)
 		a := attack(t, dir)
@@ -878,5 +921,11 @@ func TestCheckOnPostgres(t *testing.T) {
 	r.wantFirst(t, "default", 5, "C1 leaf")
 	if !strings.Contains(r.out, "FAILED guards (TAM-22)") || !strings.Contains(r.out, "events_append_only") {
 		t.Errorf("the disabled guard is not reported:\n%s", r.out)
+	}
+	// Restoring the guard leaves the edited event to be found.
+	r = runCheckBinary(t, "--db", db, "--signing-key", key, "--restore-guards")
+	r.wantFirst(t, "default", 5, "C1 leaf")
+	if !strings.Contains(r.out, "guards: restored") || strings.Contains(r.out, "FAILED guards") {
+		t.Errorf("--restore-guards on PostgreSQL:\n%s", r.out)
 	}
 }

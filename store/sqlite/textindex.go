@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,7 @@ type textIndexer struct {
 	kick   chan struct{} // a commit staged rows
 	stop   chan struct{}
 	done   chan struct{}
+	once   sync.Once // closes stop
 }
 
 func (s *Store) startTextIndexer() {
@@ -95,9 +97,8 @@ func (s *Store) stopTextIndexer() error {
 	if s.text == nil {
 		return nil
 	}
-	close(s.text.stop)
+	s.text.once.Do(func() { close(s.text.stop) })
 	<-s.text.done
-	s.text = nil
 	return s.flushText(context.Background())
 }
 
