@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stele-log/stele"
 	"github.com/stele-log/stele/store/postgres"
 	"github.com/stele-log/stele/store/sqlite"
@@ -40,6 +41,28 @@ func openStore(ctx context.Context, dataDir, dbURL string, logger *slog.Logger) 
 	default:
 		return nil, fmt.Errorf("--db: want a postgres:// URL, or no --db for the embedded SQLite database")
 	}
+}
+
+// durabilityWarner is a store that can say whether its database may lose
+// acknowledged writes in a crash (store/postgres).
+type durabilityWarner interface {
+	DurabilityWarning(ctx context.Context) (string, error)
+}
+
+// registerStoreMetrics exports stele_database_durability_warning: 1 when,
+// at start, the database's settings let a crash lose acknowledged events
+// (RELIABILITY.md DUR-09), else 0. SQLite's settings are enforced at open,
+// so it is always 0 there.
+func registerStoreMetrics(ctx context.Context, reg *prometheus.Registry, store stele.Store) {
+	value := 0.0
+	if dw, ok := store.(durabilityWarner); ok {
+		if w, err := dw.DurabilityWarning(ctx); err != nil || w != "" {
+			value = 1
+		}
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stele_database_durability_warning",
+		Help: "1 when the database's settings (synchronous_commit, fsync) let a crash lose acknowledged events."},
+		func() float64 { return value }))
 }
 
 func isPostgresURL(dbURL string) bool {

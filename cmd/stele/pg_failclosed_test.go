@@ -281,6 +281,14 @@ func TestPostgresSynchronousCommitWarning(t *testing.T) {
 			if warned != (setting != "on") {
 				t.Errorf("synchronous_commit=%s: warned %v; stderr:\n%s", setting, warned, ts.stderr.String())
 			}
+			_, metrics, _ := call(t, "GET", ts.URL+"/metrics", "", "", nil)
+			want := "stele_database_durability_warning 0"
+			if setting != "on" {
+				want = "stele_database_durability_warning 1"
+			}
+			if !strings.Contains(string(metrics), want) {
+				t.Errorf("synchronous_commit=%s: /metrics lacks %q", setting, want)
+			}
 		})
 	}
 }

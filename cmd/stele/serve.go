@@ -140,6 +140,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer, ready
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreMetrics(ctx, reg, store)
 	m := sequencer.NewMetrics(reg)
 	cps := sequencer.NewCheckpointer(store, key, nil, logger, m)
 	seq := sequencer.New(store, key.MACKey(), sequencer.Config{Lanes: writeLanes(cfg.DB), Logger: logger, OnCommit: cps.Committed, Metrics: m})
