@@ -187,55 +187,7 @@ func TestCrashDurability(t *testing.T) {
 		if status != 201 {
 			t.Fatalf("final append to %s: %d %s", ws, status, b)
 		}
-		events := exportAll(t, p.url(), keys[ws])
-		byID := map[string]exportedEvent{}
-		for i, e := range events {
-			if e.Seq != int64(i) {
-				t.Fatalf("%s: gap: position %d holds seq %d", ws, i, e.Seq)
-			}
-			if _, dup := byID[e.ID]; dup {
-				t.Fatalf("%s: id %s logged twice", ws, e.ID)
-			}
-			byID[e.ID] = e
-		}
-		sent := map[string]bool{}
-		lastSeq := map[int]int64{}
-		for _, o := range history {
-			if o.ws != ws {
-				continue
-			}
-			for i, ev := range o.events {
-				id := ev["id"].(string)
-				sent[id] = true
-				got, present := byID[id]
-				switch o.outcome {
-				case "ok":
-					if !present {
-						t.Errorf("%s: LOST: acknowledged event %s (seq %d) is missing", ws, id, o.seqs[i])
-						continue
-					}
-					if got.Seq != o.seqs[i] {
-						t.Errorf("%s: event %s acknowledged at seq %d but stored at %d", ws, id, o.seqs[i], got.Seq)
-					}
-					if got.Raw["node"] != ev["node"] {
-						t.Errorf("%s: event %s content differs", ws, id)
-					}
-					if got.Seq <= lastSeq[o.writer] && lastSeq[o.writer] != 0 {
-						t.Errorf("%s: REORDERED: writer %d's event %s at seq %d after one at %d", ws, o.writer, id, got.Seq, lastSeq[o.writer])
-					}
-					lastSeq[o.writer] = got.Seq
-				case "fail":
-					if present {
-						t.Errorf("%s: event %s of a rejected request is in the log", ws, id)
-					}
-				}
-			}
-		}
-		for id, e := range byID {
-			if e.KeyID != "" && !sent[id] && e.Type == "node.config_changed" {
-				t.Errorf("%s: UNEXPECTED: event %s was never sent", ws, id)
-			}
-		}
+		byID := checkHistory(t, ws, exportAll(t, p.url(), keys[ws]), history)
 		// Indeterminate ops resolve: retrying them with the same ids is
 		// answered from the log (replayed) or appends them now, once.
 		for _, o := range history {
@@ -254,6 +206,64 @@ func TestCrashDurability(t *testing.T) {
 		}
 		verifyLog(t, p.url(), keys[ws], ws)
 	}
+}
+
+// checkHistory checks ws's exported log against the history of appends
+// that clients saw: positions gap-free, no id twice, every acknowledged
+// event present once at its acknowledged seq with its content, each
+// writer's acknowledged events in order, nothing of a rejected request,
+// nothing that was never sent. It returns the log's events by id.
+func checkHistory(t *testing.T, ws string, events []exportedEvent, history []*op) map[string]exportedEvent {
+	t.Helper()
+	byID := map[string]exportedEvent{}
+	for i, e := range events {
+		if e.Seq != int64(i) {
+			t.Fatalf("%s: gap: position %d holds seq %d", ws, i, e.Seq)
+		}
+		if _, dup := byID[e.ID]; dup {
+			t.Fatalf("%s: id %s logged twice", ws, e.ID)
+		}
+		byID[e.ID] = e
+	}
+	sent := map[string]bool{}
+	lastSeq := map[int]int64{}
+	for _, o := range history {
+		if o.ws != ws {
+			continue
+		}
+		for i, ev := range o.events {
+			id := ev["id"].(string)
+			sent[id] = true
+			got, present := byID[id]
+			switch o.outcome {
+			case "ok":
+				if !present {
+					t.Errorf("%s: LOST: acknowledged event %s (seq %d) is missing", ws, id, o.seqs[i])
+					continue
+				}
+				if got.Seq != o.seqs[i] {
+					t.Errorf("%s: event %s acknowledged at seq %d but stored at %d", ws, id, o.seqs[i], got.Seq)
+				}
+				if got.Raw["node"] != ev["node"] {
+					t.Errorf("%s: event %s content differs", ws, id)
+				}
+				if lastSeq[o.writer] != 0 && got.Seq <= lastSeq[o.writer] {
+					t.Errorf("%s: REORDERED: writer %d's event %s at seq %d after one at %d", ws, o.writer, id, got.Seq, lastSeq[o.writer])
+				}
+				lastSeq[o.writer] = got.Seq
+			case "fail":
+				if present {
+					t.Errorf("%s: event %s of a rejected request is in the log", ws, id)
+				}
+			}
+		}
+	}
+	for id, e := range byID {
+		if e.Type == "node.config_changed" && !sent[id] {
+			t.Errorf("%s: UNEXPECTED: event %s was never sent", ws, id)
+		}
+	}
+	return byID
 }
 
 // sendOp posts events and classifies the outcome: ok (201), fail (a 4xx:
