@@ -146,3 +146,26 @@ func HashesPerLeaf(seq int64) int {
 	}
 	return n
 }
+
+// JoinHashes is the stored form of the tree hashes one position adds (the
+// Entry.TreeHashes of an append): the hashes concatenated.
+func JoinHashes(hs []tlog.Hash) []byte {
+	out := make([]byte, 0, len(hs)*tlog.HashSize)
+	for _, h := range hs {
+		out = append(out, h[:]...)
+	}
+	return out
+}
+
+// SplitHashes parses what JoinHashes made. It refuses anything that is not
+// a positive whole number of hashes.
+func SplitHashes(b []byte) ([]tlog.Hash, error) {
+	if len(b) == 0 || len(b)%tlog.HashSize != 0 {
+		return nil, fmt.Errorf("malformed tree hashes (%d bytes)", len(b))
+	}
+	out := make([]tlog.Hash, len(b)/tlog.HashSize)
+	for i := range out {
+		copy(out[i][:], b[i*tlog.HashSize:])
+	}
+	return out, nil
+}

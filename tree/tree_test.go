@@ -81,3 +81,16 @@ func TestEmptyRoot(t *testing.T) {
 		t.Errorf("empty root %v, want %v", f.Root(), want)
 	}
 }
+
+func TestJoinSplitHashes(t *testing.T) {
+	hs := []tlog.Hash{tlog.RecordHash([]byte("a")), tlog.RecordHash([]byte("b")), tlog.RecordHash([]byte("c"))}
+	got, err := SplitHashes(JoinHashes(hs))
+	if err != nil || len(got) != 3 || got[0] != hs[0] || got[2] != hs[2] {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+	for _, b := range [][]byte{nil, {}, make([]byte, 31), make([]byte, 33), make([]byte, 65)} {
+		if _, err := SplitHashes(b); err == nil {
+			t.Errorf("%d bytes accepted", len(b))
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/tree"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -247,7 +248,7 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 		for c := range cols {
 			cols[c][i] = row[c+1]
 		}
-		seqs[i], hashes[i], macs[i] = entries[i].Seq, joinHashes(entries[i].TreeHashes), entries[i].MAC
+		seqs[i], hashes[i], macs[i] = entries[i].Seq, tree.JoinHashes(entries[i].TreeHashes), entries[i].MAC
 	}
 	args := []any{wsn}
 	for c, name := range eventColumns[1:] {
@@ -265,7 +266,7 @@ const copyThreshold = 64
 
 // copyRows writes entries with two COPYs, at once.
 func (t *appendTx) copyRows(ctx context.Context, ws string, wsn int64, entries []stele.Entry, first int64) error {
-	events, tree, err := CopyRows(wsn, entries)
+	events, treeRows, err := CopyRows(wsn, entries)
 	if err != nil {
 		return err
 	}
@@ -276,7 +277,7 @@ func (t *appendTx) copyRows(ctx context.Context, ws string, wsn int64, entries [
 		}
 		return fmt.Errorf("couldn't insert events %d…%d: %w", first, first+int64(len(entries))-1, wrap(err))
 	}
-	if _, err := t.conn.CopyFrom(ctx, pgx.Identifier{"tree"}, treeColumns, pgx.CopyFromRows(tree)); err != nil {
+	if _, err := t.conn.CopyFrom(ctx, pgx.Identifier{"tree"}, treeColumns, pgx.CopyFromRows(treeRows)); err != nil {
 		if isUniqueViolation(err) {
 			return &stele.ErrIntegrity{Workspace: ws, Seq: first, Check: "tree", Detail: "tree hashes for a position of this batch already exist"}
 		}
@@ -370,16 +371,16 @@ func typedColumn(name string, vals []any) any {
 
 // CopyRows returns the events and tree rows that Append writes for entries
 // of the workspace numbered wsn.
-func CopyRows(wsn int64, entries []stele.Entry) (events, tree [][]any, err error) {
+func CopyRows(wsn int64, entries []stele.Entry) (events, treeRows [][]any, err error) {
 	for i := range entries {
 		row, err := eventRow(wsn, &entries[i])
 		if err != nil {
 			return nil, nil, err
 		}
 		events = append(events, row)
-		tree = append(tree, []any{wsn, entries[i].Seq, joinHashes(entries[i].TreeHashes), entries[i].MAC})
+		treeRows = append(treeRows, []any{wsn, entries[i].Seq, tree.JoinHashes(entries[i].TreeHashes), entries[i].MAC})
 	}
-	return events, tree, nil
+	return events, treeRows, nil
 }
 
 // WorkspaceNumber returns the internal number of workspace ws, the leading
@@ -419,23 +420,4 @@ func eventRow(wsn int64, e *stele.Entry) ([]any, error) {
 	leaf := e.LeafHash()
 	return []any{wsn, e.Seq, [16]byte(id), b.Time.UnixNano(), b.ReceivedAt.UnixNano(), b.Type, root, b.Category,
 		[]byte(b.Actor.ID), node, rtype, rid, ip, b.Outcome, words, e.Canonical, leaf[:], e.RequestHash}, nil
-}
-
-func joinHashes(hs []tlog.Hash) []byte {
-	out := make([]byte, 0, len(hs)*tlog.HashSize)
-	for _, h := range hs {
-		out = append(out, h[:]...)
-	}
-	return out
-}
-
-func splitHashes(b []byte) ([]tlog.Hash, error) {
-	if len(b) == 0 || len(b)%tlog.HashSize != 0 {
-		return nil, fmt.Errorf("malformed tree hashes (%d bytes)", len(b))
-	}
-	out := make([]tlog.Hash, len(b)/tlog.HashSize)
-	for i := range out {
-		copy(out[i][:], b[i*tlog.HashSize:])
-	}
-	return out, nil
 }

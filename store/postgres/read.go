@@ -57,7 +57,7 @@ func (s *Store) treeHashes(ctx context.Context, q dbtx, ws string, indexes []int
 				r.Close()
 				return nil, wrap(err)
 			}
-			hs, err := splitHashes(blob)
+			hs, err := tree.SplitHashes(blob)
 			if err != nil {
 				r.Close()
 				return nil, fmt.Errorf("position %d: %w", seq, err)
@@ -136,7 +136,7 @@ func (s *Store) scanLeaves(ctx context.Context, q dbtx, ws string, from, to int6
 		if err := rows.Scan(&l.Seq, &hashes, &l.MAC, &l.Canonical, &leaf); err != nil {
 			return wrap(err)
 		}
-		if l.TreeHashes, err = splitHashes(hashes); err != nil {
+		if l.TreeHashes, err = tree.SplitHashes(hashes); err != nil {
 			return fmt.Errorf("position %d: %w", l.Seq, err)
 		}
 		if leaf != nil {

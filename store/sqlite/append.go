@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stele-log/stele"
+	"github.com/stele-log/stele/tree"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -171,7 +172,7 @@ func (t *appendTx) Append(ctx context.Context, ws string, entries []stele.Entry,
 			}
 			t.texts++
 		}
-		if _, err := treeStmt.ExecContext(ctx, rid, joinHashes(e.TreeHashes), e.MAC); err != nil {
+		if _, err := treeStmt.ExecContext(ctx, rid, tree.JoinHashes(e.TreeHashes), e.MAC); err != nil {
 			if isConstraint(err) {
 				return &stele.ErrIntegrity{Workspace: ws, Seq: e.Seq, Check: "tree", Detail: "tree hashes for this position already exist"}
 			}
@@ -233,25 +234,6 @@ func nullBytes(b []byte) any {
 		return nil
 	}
 	return b
-}
-
-func joinHashes(hs []tlog.Hash) []byte {
-	out := make([]byte, 0, len(hs)*tlog.HashSize)
-	for _, h := range hs {
-		out = append(out, h[:]...)
-	}
-	return out
-}
-
-func splitHashes(b []byte) ([]tlog.Hash, error) {
-	if len(b) == 0 || len(b)%tlog.HashSize != 0 {
-		return nil, fmt.Errorf("malformed tree hashes (%d bytes)", len(b))
-	}
-	out := make([]tlog.Hash, len(b)/tlog.HashSize)
-	for i := range out {
-		copy(out[i][:], b[i*tlog.HashSize:])
-	}
-	return out, nil
 }
 
 func placeholders(n int) string {

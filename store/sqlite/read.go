@@ -81,7 +81,7 @@ func readTreeRows(ctx context.Context, q queryer, query string, args []any, rows
 		if err := rs.Scan(&rid, &blob); err != nil {
 			return err
 		}
-		hs, err := splitHashes(blob)
+		hs, err := tree.SplitHashes(blob)
 		if err != nil {
 			return fmt.Errorf("position %d: %w", rid&posMask, err)
 		}
@@ -143,7 +143,7 @@ func (s *Store) scanLeaves(ctx context.Context, q queryer, ws string, from, to i
 			return err
 		}
 		l := stele.Leaf{Seq: rid & posMask, Canonical: body, MAC: mac}
-		if l.TreeHashes, err = splitHashes(hashes); err != nil {
+		if l.TreeHashes, err = tree.SplitHashes(hashes); err != nil {
 			return fmt.Errorf("position %d: %w", l.Seq, err)
 		}
 		if leaf != nil {
