@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,9 +158,46 @@ func (s *Server) routes() {
 	s.handlePublic("GET /openapi.yaml", serveOpenAPI)
 	// Everything else under /v1 is an unknown route: a JSON 404, also for a
 	// known path with a method it does not take.
-	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("/v1/", s.noRoute)
+}
+
+// noRoute answers a request under /v1/ that no route takes: 405 with Allow
+// when the path exists for other methods — an attempt to PUT, PATCH or
+// DELETE an event, a checkpoint or a proof (RELIABILITY.md TAM-19) — and
+// 404 otherwise. Both are recorded as the other refusals are: a usable
+// credential's attempt as access.denied in its workspace, anything else as
+// api_key.rejected (aggregated under floods, AUT-14).
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	allowed := s.allowedMethods(r)
+	p, rej, _ := s.authenticate(r)
+	switch {
+	case rej != nil:
+		s.failures.rejected(r, rej)
+	case p != nil && len(allowed) > 0:
+		s.failures.denied(r, p, "method_not_allowed", nil)
+	case p != nil:
+		s.failures.denied(r, p, "no_such_endpoint", nil)
+	}
+	if len(allowed) == 0 {
 		writeError(w, r, stele.Errorf(stele.KindNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{errorDetail{Code: "method_not_allowed",
+		Message: r.Method + " is not allowed on " + r.URL.Path + ": the log is append-only; allowed: " + strings.Join(allowed, ", ")}})
+}
+
+// allowedMethods returns the methods that some route serves r's path with.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/v1/" && pattern != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
 }
 
 // ServeHTTP serves the API.

@@ -744,3 +744,60 @@ func TestSystemLog(t *testing.T) {
 		t.Errorf("a workspace admin read the system log: %d", status)
 	}
 }
+
+// TestAppendOnlyAPI is RELIABILITY.md TAM-19: PUT, PATCH and DELETE on
+// events, checkpoints and proofs answer 405 with the methods that exist,
+// change nothing, and each attempt is logged with its method, path and
+// source address; a path that exists for no method answers 404, also
+// logged.
+func TestAppendOnlyAPI(t *testing.T) {
+	ts := startServer(t, "")
+	status, b, _ := call(t, "POST", ts.URL+"/v1/events?wait=checkpoint", ts.Key, "application/json",
+		[]byte(`{"type":"incident.opened","actor":{"type":"system","id":"system"},"node":"nyc-edge-01"}`))
+	if status != 201 {
+		t.Fatalf("append: %d %s", status, b)
+	}
+	var receipt struct{ Events []struct{ ID string } }
+	json.Unmarshal(b, &receipt)
+	id := receipt.Events[0].ID
+	_, before, _ := call(t, "GET", ts.URL+"/v1/events/"+id, ts.Key, "", nil)
+	paths := []string{"/v1/events/" + id, "/v1/events", "/v1/checkpoint", "/v1/proofs/inclusion?index=0&size=1", "/v1/proofs/consistency?from=1&to=1"}
+	for _, path := range paths {
+		for _, method := range []string{"PUT", "PATCH", "DELETE"} {
+			status, b, h := call(t, method, ts.URL+path, ts.Key, "application/json", []byte(`{"type":"incident.resolved"}`))
+			var e struct{ Error struct{ Code string } }
+			json.Unmarshal(b, &e)
+			if status != 405 || e.Error.Code != "method_not_allowed" || !strings.Contains(h.Get("Allow"), "GET") {
+				t.Errorf("%s %s: %d %s, Allow %q; want 405 method_not_allowed", method, path, status, b, h.Get("Allow"))
+			}
+		}
+	}
+	if status, _, _ := call(t, "DELETE", ts.URL+"/v1/no/such/thing", ts.Key, "", nil); status != 404 {
+		t.Errorf("DELETE on an unknown path: %d, want 404", status)
+	}
+	_, after, _ := call(t, "GET", ts.URL+"/v1/events/"+id, ts.Key, "", nil)
+	var e1, e2 struct{ Event json.RawMessage }
+	json.Unmarshal(before, &e1)
+	json.Unmarshal(after, &e2)
+	if len(e1.Event) == 0 || string(e1.Event) != string(e2.Event) {
+		t.Errorf("the event changed:\n%s\n%s", e1.Event, e2.Event)
+	}
+	waitRefusalsRecorded(t, ts)
+	denied := workspaceEvents(t, ts, ts.Key, "type=access.denied")
+	for _, path := range paths {
+		p, _, _ := strings.Cut(path, "?")
+		for _, method := range []string{"PUT", "PATCH", "DELETE"} {
+			found := false
+			for _, e := range denied {
+				found = found || (e.Context["method"] == method && e.Context["path"] == p &&
+					e.Context["reason"] == "method_not_allowed" && e.IP == "127.0.0.1")
+			}
+			if !found {
+				t.Errorf("%s %s: no access.denied with its method, path and address", method, p)
+			}
+		}
+	}
+	if !hasContext(denied, "access.denied", "reason", "no_such_endpoint") {
+		t.Error("the unknown path was not logged")
+	}
+}
