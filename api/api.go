@@ -156,8 +156,7 @@ func (s *Server) routes() {
 	s.handlePublic("GET /readyz", s.readyz)
 	s.handlePublic("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP)
 	s.handlePublic("GET /openapi.yaml", serveOpenAPI)
-	// Everything else under /v1 is an unknown route: a JSON 404, also for a
-	// known path with a method it does not take.
+	// Everything else under /v1: 405 for a known path, 404 otherwise.
 	s.mux.HandleFunc("/v1/", s.noRoute)
 }
 
