@@ -29,7 +29,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p *Principal
 	if req.Role == "" {
 		req.Role = stele.RoleViewer
 	}
-	if err := s.mayGrant(r, p, req.Role); err != nil {
+	if err := s.mayGrant(r, p, t, req.Role); err != nil {
 		return err
 	}
 	if len(req.Name) > 200 {
@@ -72,12 +72,21 @@ func normalizeEmail(raw string) (string, error) {
 }
 
 // mayGrant checks that p may give someone role: owners grant any role,
-// admins every role but owner.
-func (s *Server) mayGrant(r *http.Request, p *Principal, role string) error {
+// admins every role but owner — except a workspace's first owner, which an
+// admin (such as the admin key a new workspace comes with) may make while
+// the workspace has no active owner.
+func (s *Server) mayGrant(r *http.Request, p *Principal, t stele.Tenant, role string) error {
 	if !slices.Contains(stele.Roles, role) {
 		return stele.FieldError("role", "must be owner, admin or viewer")
 	}
 	if role == stele.RoleOwner && !p.has(scopeOwner) && !p.has(stele.ScopeOperator) {
+		users, err := t.Users(r.Context())
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(users, func(u stele.User) bool { return u.Role == stele.RoleOwner && u.DisabledAt.IsZero() }) {
+			return nil // the workspace's first owner
+		}
 		s.failures.denied(r, p, "grant_owner", nil)
 		return stele.Errorf(stele.KindForbidden, "only an owner may make or change owners")
 	}
@@ -139,7 +148,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, p *Principal
 		changes["name"] = map[string]string{"old": before.Name, "new": u.Name}
 	}
 	if req.Role != nil && *req.Role != u.Role {
-		if err := s.mayGrant(r, p, *req.Role); err != nil {
+		if err := s.mayGrant(r, p, t, *req.Role); err != nil {
 			return err
 		}
 		changes["role"] = map[string]string{"old": u.Role, "new": *req.Role}

@@ -801,3 +801,27 @@ func TestAppendOnlyAPI(t *testing.T) {
 		t.Error("the unknown path was not logged")
 	}
 }
+
+// TestFirstOwnerOfNewWorkspace: a workspace made with POST /v1/workspaces
+// comes with an admin key; that key may make the workspace's first owner,
+// and no further one while an owner is active.
+func TestFirstOwnerOfNewWorkspace(t *testing.T) {
+	ts := startServer(t, "")
+	status, b, _ := call(t, "POST", ts.URL+"/v1/workspaces", ts.Key, "application/json", []byte(`{"id":"acme"}`))
+	if status != 201 {
+		t.Fatalf("create workspace: %d %s", status, b)
+	}
+	var ws struct{ Key struct{ Key string } }
+	json.Unmarshal(b, &ws)
+	owner := func(email string) int {
+		status, _, _ := call(t, "POST", ts.URL+"/v1/users", ws.Key.Key, "application/json",
+			[]byte(`{"email":"`+email+`","role":"owner","password":"a long enough password"}`))
+		return status
+	}
+	if status := owner("first@acme.test"); status != 201 {
+		t.Fatalf("first owner by the workspace's admin key: %d, want 201", status)
+	}
+	if status := owner("second@acme.test"); status != 403 {
+		t.Errorf("second owner by an admin key: %d, want 403", status)
+	}
+}
