@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stele-log/stele"
@@ -24,7 +27,17 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		if errors.As(err, &ute) {
 			return stele.FieldError(ute.Field, "has the wrong type")
 		}
+		// encoding/json names an unknown member only in its message.
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			if unquoted, err := strconv.Unquote(name); err == nil {
+				name = unquoted
+			}
+			return stele.FieldError(name, "unknown member")
+		}
 		return stele.FieldError("", "invalid JSON body: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return stele.FieldError("", "invalid JSON body: more than one JSON value")
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"errors"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +135,33 @@ func TestStatusTable(t *testing.T) {
 	}
 	if statusOf(&stele.ForeignError{}) != 404 {
 		t.Error("a foreign reference is not a 404")
+	}
+}
+
+// TestDecodeJSON: administrative bodies name the member at fault and take
+// exactly one JSON value.
+func TestDecodeJSON(t *testing.T) {
+	type body struct {
+		Name  string `json:"name"`
+		Count int    `json:"count"`
+	}
+	for _, c := range []struct{ in, field string }{
+		{`{"name":"a","extra":1}`, "extra"},
+		{`{"count":"x"}`, "count"},
+		{`{"name":"a"} {"name":"b"}`, ""},
+		{`{"name":`, ""},
+	} {
+		r := httptest.NewRequest("POST", "/v1/users", strings.NewReader(c.in))
+		var v body
+		err := decodeJSON(httptest.NewRecorder(), r, &v)
+		var e *stele.Error
+		if !errors.As(err, &e) || e.Kind != stele.KindInvalid || e.Field != c.field {
+			t.Errorf("%s: %v, want invalid naming %q", c.in, err, c.field)
+		}
+	}
+	r := httptest.NewRequest("POST", "/v1/users", strings.NewReader(`{"name":"a","count":2}`+"\n"))
+	var v body
+	if err := decodeJSON(httptest.NewRecorder(), r, &v); err != nil || v.Name != "a" || v.Count != 2 {
+		t.Errorf("a good body: %+v %v", v, err)
 	}
 }

@@ -42,14 +42,18 @@ const defaultCheckpointWait = 10 * time.Second
 // postEvents is POST /v1/events: one event, {"events":[...]}, or NDJSON.
 // It answers 201 only once every event is durably in the log.
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, p *Principal, t stele.Tenant) error {
-	wait := r.URL.Query().Get("wait")
-	if wait != "" && wait != "checkpoint" {
-		return stele.FieldError("wait", "must be checkpoint or absent")
-	}
-	for name := range r.URL.Query() {
+	query := r.URL.Query()
+	for name, vs := range query {
 		if name != "wait" {
 			return stele.FieldError(name, "unknown query parameter")
 		}
+		if len(vs) > 1 {
+			return stele.FieldError(name, "given more than once")
+		}
+	}
+	wait := query.Get("wait")
+	if wait != "" && wait != "checkpoint" {
+		return stele.FieldError("wait", "must be checkpoint or absent")
 	}
 	format, err := inputFormat(r)
 	if err != nil {

@@ -331,10 +331,14 @@ func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal,
 	}
 	var step time.Duration
 	var defaultSpan time.Duration
-	switch values.Get("interval") {
+	interval := values.Get("interval")
+	if interval == "" {
+		interval = "hour"
+	}
+	switch interval {
 	case "minute":
 		step, defaultSpan = time.Minute, 6*time.Hour
-	case "hour", "":
+	case "hour":
 		step, defaultSpan = time.Hour, 7*24*time.Hour
 	case "day":
 		step, defaultSpan = 24*time.Hour, 90*24*time.Hour
@@ -354,7 +358,7 @@ func (s *Server) histogram(w http.ResponseWriter, r *http.Request, p *Principal,
 	}
 	start := f.Since.Truncate(step)
 	if n := f.Until.Sub(start) / step; n > maxBuckets {
-		return stele.FieldError("interval", "%s buckets over this range would be %d; the maximum is %d", values.Get("interval"), n, maxBuckets)
+		return stele.FieldError("interval", "%s buckets over this range would be %d; the maximum is %d", interval, n, maxBuckets)
 	}
 	buckets, err := t.Histogram(r.Context(), f, step)
 	if err != nil {

@@ -21,7 +21,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var ff filterFlags
 	cf.register(fs)
 	ff.register(fs)
-	format := fs.String("format", "ndjson", "csv, json, ndjson or bundle (ndjson and json are lossless: every leaf can be recomputed; bundle adds the signed checkpoint and proofs for `stele verify`)")
+	format := fs.String("format", "ndjson", "csv, json, ndjson or bundle (ndjson and json are lossless: every leaf can be recomputed; bundle adds the signed checkpoint and proofs, for stele verify)")
 	fromSeq := fs.String("from-seq", "", "bundle: first position of a range of the log (inclusive)")
 	toSeq := fs.String("to-seq", "", "bundle: end of a range of the log (exclusive)")
 	out := fs.String("o", "-", "file to write; - for standard output")

@@ -28,7 +28,7 @@ var commands = map[string]command{
 	"serve":      {"run the server", runServe},
 	"emit":       {"log one event (or NDJSON from stdin)", runEmit},
 	"query":      {"print matching events as a table (or JSON)", runQuery},
-	"export":     {"download matching events as CSV, JSON or NDJSON", runExport},
+	"export":     {"download matching events as CSV, JSON, NDJSON or a verifiable bundle", runExport},
 	"verify":     {"verify an export offline, or monitor a server's log", runVerify},
 	"check":      {"re-derive and check every stored leaf, tree and checkpoint", runCheck},
 	"keys":       {"manage API keys", runKeys},

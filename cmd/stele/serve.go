@@ -63,7 +63,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	c.Limits = api.DefaultLimits
-	fs.Float64Var(&c.Limits.IngestPerSecond, "rate-ingest", c.Limits.IngestPerSecond, "append requests per second per API key (0: unlimited)")
+	fs.Float64Var(&c.Limits.IngestPerSecond, "rate-ingest", c.Limits.IngestPerSecond, "state-changing requests (appends, administration) per second per API key or signed-in user (0: unlimited)")
 	fs.Float64Var(&c.Limits.ReadPerSecond, "rate-read", c.Limits.ReadPerSecond, "read requests per second per API key or user (0: unlimited)")
 	fs.IntVar(&c.Limits.LoginsPerMinutePerIP, "login-rate", c.Limits.LoginsPerMinutePerIP, "login attempts per minute per source address")
 	fs.IntVar(&c.Limits.FailuresPerMinute, "failures-logged", c.Limits.FailuresPerMinute, "refusals per minute, workspace and source address logged one by one before the rest are aggregated")
