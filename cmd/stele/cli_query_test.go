@@ -154,8 +154,11 @@ func TestCLIExport(t *testing.T) {
 			}
 		}
 	}
-	// A bundle, whole-log and filtered, verifies offline with the log key.
+	// A bundle, whole-log and filtered, verifies offline with the log key,
+	// whatever the environment the other commands read says.
 	_, vkey, _ := call(t, "GET", ts.URL+"/v1/log/key", ts.Key, "", nil)
+	t.Setenv("STELE_SERVER", ts.URL)
+	t.Setenv("STELE_KEY", ts.Key)
 	for _, filter := range [][]string{{"--from-seq", "0"}, {"--category", "config"}} {
 		path := filepath.Join(dir, "out.bundle")
 		var errb bytes.Buffer

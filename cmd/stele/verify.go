@@ -43,7 +43,16 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if key == "" {
+	if len(files) > 0 {
+		// Offline: STELE_SERVER and STELE_KEY (an API key) are the
+		// environment of the other commands, not a verifier key to use.
+		if !hasFlag(args, "server") {
+			server = ""
+		}
+		if !hasFlag(args, "key") {
+			key = ""
+		}
+	} else if key == "" {
 		key = os.Getenv("STELE_KEY")
 	}
 	if server != "" {
