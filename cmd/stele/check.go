@@ -14,6 +14,7 @@ import (
 
 	"github.com/stele-log/stele/checkpoint"
 	"github.com/stele-log/stele/integrity"
+	"github.com/stele-log/stele/store/postgres"
 	"github.com/stele-log/stele/store/sqlite"
 )
 
@@ -193,12 +194,15 @@ type checkStore interface {
 // live server and never writes.
 func openCheckStore(ctx context.Context, cfg checkConfig) (checkStore, string, error) {
 	if cfg.DB != "" {
-		// PostgreSQL: the backend's own open; the check only reads through it.
-		s, err := openStore(ctx, cfg.DataDir, cfg.DB, slog.Default())
-		if err != nil {
-			return nil, "", err
+		// PostgreSQL: read-only transactions, no migration.
+		if !isPostgresURL(cfg.DB) {
+			return nil, "", errors.New("--db: want a postgres:// URL, or --data for the embedded SQLite database")
 		}
-		return s, redactURL(cfg.DB), nil
+		s, err := postgres.Open(ctx, cfg.DB, postgres.Options{ReadOnly: true})
+		if err != nil {
+			return nil, "", fmt.Errorf("--db %s: %w", redactURL(cfg.DB), err)
+		}
+		return s, redactURL(cfg.DB) + " (PostgreSQL, read-only)", nil
 	}
 	path := filepath.Join(cfg.DataDir, "stele.db")
 	s, err := sqlite.Open(ctx, path, sqlite.Options{ReadOnly: true, Readers: 2})

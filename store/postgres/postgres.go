@@ -65,6 +65,10 @@ type Options struct {
 	// Scan, which streams exports for as long as the client reads, is bounded
 	// only by its context and the connect timeout.
 	ReadTimeout time.Duration
+	// ReadOnly opens for reading only (stele check beside a live server):
+	// every transaction is read-only (default_transaction_read_only), and
+	// no migration is applied — a schema of another version is an error.
+	ReadOnly bool
 }
 
 func (o *Options) defaults() {
@@ -123,6 +127,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if _, ok := rp["application_name"]; !ok {
 		rp["application_name"] = "stele"
 	}
+	if opts.ReadOnly {
+		rp["default_transaction_read_only"] = "on"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't connect to PostgreSQL: %w", redact(err))
@@ -162,6 +169,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if version > len(names) {
 		return fmt.Errorf("the database has schema version %d, newer than this binary's %d", version, len(names))
+	}
+	if s.opts.ReadOnly {
+		return fmt.Errorf("the database has schema version %d and this binary expects %d: open it once read-write (stele serve) to migrate it", version, len(names))
 	}
 	// CREATE TABLE IF NOT EXISTS can still collide with a concurrent creator
 	// (unique violation in the catalog); the second attempt sees the table.

@@ -270,3 +270,28 @@ func TestIntegrityErrorNamesItsWorkspace(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnly: a read-only open (stele check) applies no migration and
+// writes nothing, yet reads what a read-write open wrote.
+func TestReadOnly(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	if _, err := Open(ctx, url, Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "schema version 0") {
+		t.Fatalf("read-only open of an empty database: %v, want a schema version error", err)
+	}
+	rw := open(t, url)
+	if err := rw.CreateWorkspace(ctx, stele.Workspace{ID: "acme", Name: "Acme", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(ctx, url, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := ro.Workspace(ctx, "acme"); err != nil {
+		t.Errorf("read through the read-only store: %v", err)
+	}
+	if err := ro.CreateWorkspace(ctx, stele.Workspace{ID: "other", Name: "Other", CreatedAt: time.Now()}); err == nil {
+		t.Error("a read-only store created a workspace")
+	}
+}
