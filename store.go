@@ -102,6 +102,12 @@ type LogReader interface {
 	TreeHashes(ctx context.Context, ws string, indexes []int64) ([]tlog.Hash, error)
 	// EventByID returns the event with id in ws; ErrNotFound if none.
 	EventByID(ctx context.Context, ws, id string) (StoredEvent, error)
+	// EventWorkspaces returns the workspaces holding an event with id (ids
+	// are unique per workspace only), in one statement whatever their
+	// number: it tells a reference to another workspace's event from a
+	// random id (RELIABILITY.md D7) without a query per workspace. An id
+	// that is not a UUID is in none.
+	EventWorkspaces(ctx context.Context, id string) ([]string, error)
 	// Query returns up to q.Limit events of ws matching q, in q's order,
 	// strictly after q.After when it is set.
 	Query(ctx context.Context, ws string, q Query) ([]StoredEvent, error)

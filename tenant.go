@@ -57,16 +57,13 @@ func (t Tenant) EventByID(ctx context.Context, id string) (StoredEvent, error) {
 	if !errors.Is(err, ErrNotFound) {
 		return e, err
 	}
-	all, lerr := t.s.Workspaces(ctx)
+	holders, lerr := t.s.EventWorkspaces(ctx, id)
 	if lerr != nil {
 		return e, err
 	}
-	for _, w := range all {
-		if w.ID == t.ws {
-			continue
-		}
-		if _, ferr := t.s.EventByID(ctx, w.ID, id); ferr == nil {
-			return StoredEvent{}, &ForeignError{Target: w.ID, Kind: "event", ID: id}
+	for _, w := range holders {
+		if w != t.ws {
+			return StoredEvent{}, &ForeignError{Target: w, Kind: "event", ID: id}
 		}
 	}
 	return e, err

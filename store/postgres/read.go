@@ -85,6 +85,25 @@ func (s *Store) treeHashes(ctx context.Context, q dbtx, ws string, indexes []int
 	return out, nil
 }
 
+// EventWorkspaces returns the workspaces holding an event with id: a
+// lateral probe of the (ws, id) index per workspace, so that no plan scans
+// the events.
+func (s *Store) EventWorkspaces(ctx context.Context, id string) ([]string, error) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return nil, nil
+	}
+	ctx, cancel := s.lookup(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT w.id FROM workspaces w
+		CROSS JOIN LATERAL (SELECT 1 FROM events e WHERE e.ws = w.n AND e.id = $1 LIMIT 1) hit ORDER BY w.id`, [16]byte(u))
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, wrap(err)
+}
+
 // EventByID returns the event of ws with the given id.
 func (s *Store) EventByID(ctx context.Context, ws, id string) (stele.StoredEvent, error) {
 	u, err := uuid.Parse(id)

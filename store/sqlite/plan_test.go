@@ -162,3 +162,17 @@ func TestQueryPlans(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestEventWorkspacesPlan: finding which workspaces hold an id probes the
+// (ws, id) index once per workspace and never scans the events.
+func TestEventWorkspacesPlan(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "stele.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	plan := explain(t, s, eventWorkspacesSQL, []any{make([]byte, 16)})
+	if !strings.Contains(plan, "INDEX events_id") || strings.Contains(plan, "SCAN e") {
+		t.Errorf("plan:\n%s", plan)
+	}
+}

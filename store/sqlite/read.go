@@ -115,6 +115,32 @@ func (s *Store) EventByID(ctx context.Context, ws, id string) (stele.StoredEvent
 	return e, nil
 }
 
+const eventWorkspacesSQL = "SELECT w.id FROM workspaces w CROSS JOIN events e WHERE e.ws = w.n AND e.id = ? ORDER BY w.id"
+
+// EventWorkspaces returns the workspaces holding an event with id: one
+// probe of the (ws, id) index per workspace, inside SQLite (CROSS JOIN
+// keeps workspaces the outer loop, so no plan scans the events).
+func (s *Store) EventWorkspaces(ctx context.Context, id string) ([]string, error) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, eventWorkspacesSQL, u[:])
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var ws string
+		if err := rows.Scan(&ws); err != nil {
+			return nil, err
+		}
+		out = append(out, ws)
+	}
+	return out, rows.Err()
+}
+
 // ScanLeaves calls fn for each position of ws from from on.
 func (s *Store) ScanLeaves(ctx context.Context, ws string, from int64, fn func(stele.Leaf) error) error {
 	return s.scanLeaves(ctx, s.r, ws, from, MaxEvents, fn)

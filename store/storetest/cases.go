@@ -225,6 +225,18 @@ func testIsolation(t *testing.T, open Open) {
 	if _, err := s.EventByID(ctx, "globex", ea[0].Body.ID); !errors.Is(err, stele.ErrNotFound) {
 		t.Errorf("acme's event is visible in globex: %v", err)
 	}
+	// Which workspaces hold an id: acme's event only in acme; an unknown
+	// UUID and a non-UUID in none.
+	for id, want := range map[string][]string{ea[0].Body.ID: {"acme"}, eb[1].Body.ID: {"globex"},
+		"0190b1e2-7c4d-7a3b-9f1e-2d3c4b5a6978": nil, "not-a-uuid": nil} {
+		got, err := s.EventWorkspaces(ctx, id)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("EventWorkspaces(%s) = %v, %v; want %v", id, got, err, want)
+		}
+	}
+	if _, err := stele.In(s, "globex").EventByID(ctx, ea[0].Body.ID); !errors.As(err, new(*stele.ForeignError)) {
+		t.Errorf("globex asking for acme's event: %v, want a ForeignError", err)
+	}
 	got, err := s.Query(ctx, "globex", stele.Query{Limit: 100})
 	if err != nil || len(got) != 3 {
 		t.Fatalf("globex query = %d events, %v", len(got), err)
