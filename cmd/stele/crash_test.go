@@ -27,6 +27,7 @@ type process struct {
 	bin    string
 	dir    string
 	addr   string
+	args   []string // more serve flags (--db, --signing-key, ...)
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	logs   *syncBuffer // stderr of every run, for integrity alarms
@@ -45,8 +46,8 @@ func freeAddr(t *testing.T) string {
 func (p *process) start() {
 	p.t.Helper()
 	p.stderr = &syncBuffer{}
-	p.cmd = exec.Command(p.bin, "serve", "--data", p.dir, "--listen", p.addr, "--name", "stele.test")
-	p.cmd.Env = append(os.Environ(), "STELE_ADMIN_KEY="+fixedOperatorKey)
+	p.cmd = exec.Command(p.bin, append([]string{"serve", "--data", p.dir, "--listen", p.addr, "--name", "stele.test"}, p.args...)...)
+	p.cmd.Env = append(os.Environ(), "STELE_ADMIN_KEY="+fixedOperatorKey, "STELE_ADMIN_EMAIL="+adminEmail, "STELE_ADMIN_PASSWORD="+adminPassword)
 	p.cmd.Stdout = &bytes.Buffer{}
 	p.cmd.Stderr = multiWriter{p.stderr, p.logs}
 	if err := p.cmd.Start(); err != nil {
@@ -66,6 +67,7 @@ func (p *process) start() {
 	p.t.Fatalf("server did not become ready:\n%s", p.stderr.String())
 }
 
+// kill SIGKILLs the process, like a crashing machine.
 func (p *process) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
@@ -111,17 +113,7 @@ func TestCrashDurability(t *testing.T) {
 	p.start()
 	defer p.kill()
 
-	keys := map[string]string{"default": fixedOperatorKey}
-	for _, ws := range []string{"ws-a", "ws-b"} {
-		status, b, _ := call(t, "POST", p.url()+"/v1/workspaces", fixedOperatorKey, "application/json", []byte(`{"id":"`+ws+`"}`))
-		var created struct{ Key struct{ Key string } }
-		json.Unmarshal(b, &created)
-		if status != 201 {
-			t.Fatalf("create %s: %d %s", ws, status, b)
-		}
-		keys[ws] = created.Key.Key
-	}
-	workspaces := []string{"default", "ws-a", "ws-b"}
+	keys, workspaces := createTestWorkspaces(t, p.url())
 
 	var mu sync.Mutex
 	var history []*op
@@ -206,6 +198,23 @@ func TestCrashDurability(t *testing.T) {
 		}
 		verifyLog(t, p.url(), keys[ws], ws)
 	}
+}
+
+// createTestWorkspaces makes workspaces ws-a and ws-b beside default and
+// returns the three with an admin key of each.
+func createTestWorkspaces(t *testing.T, url string) (map[string]string, []string) {
+	t.Helper()
+	keys := map[string]string{"default": fixedOperatorKey}
+	for _, ws := range []string{"ws-a", "ws-b"} {
+		status, b, _ := call(t, "POST", url+"/v1/workspaces", fixedOperatorKey, "application/json", []byte(`{"id":"`+ws+`"}`))
+		var created struct{ Key struct{ Key string } }
+		json.Unmarshal(b, &created)
+		if status != 201 {
+			t.Fatalf("create %s: %d %s", ws, status, b)
+		}
+		keys[ws] = created.Key.Key
+	}
+	return keys, []string{"default", "ws-a", "ws-b"}
 }
 
 // checkHistory checks ws's exported log against the history of appends

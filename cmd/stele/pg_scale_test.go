@@ -7,12 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,48 +19,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
-
-// pgProcess is a `stele serve` child process on a shared PostgreSQL
-// database, signing with a shared key file.
-type pgProcess struct {
-	t               *testing.T
-	bin, dir, addr  string
-	db, key         string
-	cmd             *exec.Cmd
-	stderr, allLogs *syncBuffer
-}
-
-func (p *pgProcess) start() {
-	p.t.Helper()
-	p.stderr = &syncBuffer{}
-	p.cmd = exec.Command(p.bin, "serve", "--data", p.dir, "--db", p.db, "--signing-key", p.key,
-		"--listen", p.addr, "--name", "stele.test", "--rate-ingest", "0", "--rate-read", "0")
-	p.cmd.Env = append(os.Environ(), "STELE_ADMIN_KEY="+fixedOperatorKey, "STELE_ADMIN_EMAIL="+adminEmail, "STELE_ADMIN_PASSWORD="+adminPassword)
-	p.cmd.Stdout = &bytes.Buffer{}
-	p.cmd.Stderr = multiWriter{p.stderr, p.allLogs}
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	for range 1200 {
-		resp, err := http.Get(p.url() + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	p.t.Fatalf("server %s did not become ready:\n%s", p.addr, p.stderr.String())
-}
-
-// kill SIGKILLs the process, like a crashing machine.
-func (p *pgProcess) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.cmd.Wait()
-}
-
-func (p *pgProcess) url() string { return "http://" + p.addr }
 
 // TestPostgresTwoProcesses is the scale-out test: two `stele serve`
 // processes on one PostgreSQL database and one signing key, eight clients
@@ -85,10 +40,10 @@ func TestPostgresTwoProcesses(t *testing.T) {
 	bin := buildBinary(t)
 	shared := t.TempDir()
 	logs := &syncBuffer{}
-	procs := make([]*pgProcess, 2)
+	procs := make([]*process, 2)
 	for i := range procs {
-		procs[i] = &pgProcess{t: t, bin: bin, dir: t.TempDir(), addr: freeAddr(t), db: db,
-			key: filepath.Join(shared, "signing.key"), allLogs: logs}
+		procs[i] = &process{t: t, bin: bin, dir: t.TempDir(), addr: freeAddr(t), logs: logs,
+			args: []string{"--db", db, "--signing-key", filepath.Join(shared, "signing.key"), "--rate-ingest", "0", "--rate-read", "0"}}
 	}
 	procs[0].start() // the first start creates the key, the schema and the default workspace
 	procs[1].start()
@@ -98,17 +53,7 @@ func TestPostgresTwoProcesses(t *testing.T) {
 		}
 	}()
 
-	keys := map[string]string{"default": fixedOperatorKey}
-	for _, ws := range []string{"ws-a", "ws-b"} {
-		status, b, _ := call(t, "POST", procs[1].url()+"/v1/workspaces", fixedOperatorKey, "application/json", []byte(`{"id":"`+ws+`"}`))
-		var created struct{ Key struct{ Key string } }
-		json.Unmarshal(b, &created)
-		if status != 201 {
-			t.Fatalf("create %s: %d %s", ws, status, b)
-		}
-		keys[ws] = created.Key.Key
-	}
-	workspaces := []string{"default", "ws-a", "ws-b"}
+	keys, workspaces := createTestWorkspaces(t, procs[1].url())
 
 	var mu sync.Mutex
 	var history []*op
